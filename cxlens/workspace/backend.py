@@ -1,0 +1,160 @@
+"""Engines a workspace can live on: an embedded DuckDB file by default, Spark (or any Ibis backend).
+
+Everything above this module speaks Ibis expressions; the few things Ibis leaves to each engine
+(transactions, replacing a table, appending rows) are here, one class per engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from cxlens.errors import WorkspaceError
+from cxlens.workspace.schema import Column
+
+IBIS_TYPES: dict[str, dt.DataType] = {
+    "string": dt.string,
+    "timestamp": dt.Timestamp(),
+    "date": dt.date,
+    "float64": dt.float64,
+    "int64": dt.int64,
+    "boolean": dt.boolean,
+    "json": dt.string,
+}
+"""JSON columns are stored as text so every engine can hold them; DuckDB's json functions read it."""
+
+SQL_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+    "float64": "DOUBLE",
+    "int64": "BIGINT",
+    "boolean": "BOOLEAN",
+    "json": "VARCHAR",
+}
+
+
+def ibis_schema(columns: tuple[Column, ...]) -> ibis.Schema:
+    return ibis.schema({c.name: IBIS_TYPES[c.type] for c in columns})
+
+
+class Backend:
+    """The engine-specific part of a workspace."""
+
+    name: str = "abstract"
+    con: Any
+
+    def tables(self) -> set[str]:
+        return set(self.con.list_tables())
+
+    def table(self, name: str) -> ir.Table:
+        return self.con.table(name)
+
+    def ensure_table(self, name: str, columns: tuple[Column, ...]) -> None:
+        if name not in self.tables():
+            self.con.create_table(name, schema=ibis_schema(columns))
+
+    def replace_table(self, name: str, obj: Any) -> None:
+        """Create or overwrite `name` with an Ibis expression, pandas or Arrow data."""
+        self.con.create_table(name, obj, overwrite=True)
+
+    def insert(self, name: str, obj: Any) -> None:
+        self.con.insert(name, obj)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
+
+
+class DuckDBBackend(Backend):
+    """An embedded DuckDB file: transactions make every ingest all-or-nothing."""
+
+    name = "duckdb"
+
+    def __init__(self, path: str | Path, *, read_only: bool = False, memory_limit: str | None = None):
+        self.path = Path(path)
+        try:
+            self.con = ibis.duckdb.connect(str(self.path), read_only=read_only)
+        except Exception as exc:  # duckdb raises IOException for locks and unreadable files
+            raise WorkspaceError(_explain_open_error(self.path, exc)) from None
+        self.raw = self.con.con
+        self.raw.execute("SET TimeZone = 'UTC'")
+        if memory_limit:
+            self.raw.execute(f"SET memory_limit = '{memory_limit}'")
+        self._depth = 0
+
+    def sql(self, query: str, params: list[Any] | None = None) -> Any:
+        return self.raw.execute(query, params or [])
+
+    def tables(self) -> set[str]:
+        rows = self.raw.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN/COMMIT on the file; nested uses join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.raw.execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            with contextlib.suppress(Exception):
+                self.raw.execute("ROLLBACK")
+            raise
+        else:
+            self._depth = 0
+            self.raw.execute("COMMIT")
+
+
+class SparkBackend(Backend):
+    """A Spark session (local mode in tests); no transactions, so loads are not atomic here."""
+
+    name = "pyspark"
+
+    def __init__(self, session: Any, database: str | None = None):
+        self.session = session
+        if database:
+            session.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+            session.catalog.setCurrentDatabase(database)
+        self.con = ibis.pyspark.connect(session)
+
+    def replace_table(self, name: str, obj: Any) -> None:
+        if isinstance(obj, ir.Table):
+            # Spark reads lazily: materialize before overwriting a table the query may read.
+            obj = obj.to_pyarrow()
+        self.con.create_table(name, obj, overwrite=True)
+
+
+def _explain_open_error(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "lock" in text.lower():
+        pid = re.search(r"PID (\d+)", text)
+        who = f" (process {pid.group(1)})" if pid else ""
+        return (
+            f"The workspace {path} is in use by another cxlens process{who}; "
+            "wait for it to finish or stop it, then try again."
+        )
+    if not path.parent.exists():
+        return f"Cannot create the workspace {path}: the folder {path.parent} does not exist."
+    return f"Cannot open the workspace {path}: it is not a DuckDB file cxlens can read ({text.splitlines()[0]})."

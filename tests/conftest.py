@@ -1,0 +1,59 @@
+"""Shared fixtures: real DuckDB workspace files in a temporary folder, the real CLI, Spark local."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cxlens import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def ws_path(tmp_path: Path) -> Path:
+    return tmp_path / "ws.duckdb"
+
+
+@pytest.fixture
+def ws(ws_path: Path) -> Iterator[Workspace]:
+    w = Workspace.open(ws_path)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def run_cli(*args: str, workspace: Path | None = None, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `cxlens` console script in a subprocess."""
+    exe = Path(sys.executable).parent / "cxlens"
+    cmd = [str(exe)]
+    if workspace is not None:
+        cmd += ["--workspace", str(workspace)]
+    cmd += list(args)
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local Spark session (Java 17), shared by the whole run because it takes ~10 s to start."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("cxlens-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
