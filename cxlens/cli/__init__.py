@@ -8,6 +8,7 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -65,7 +66,9 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Console entry point: run the app, print CxlensErrors as one sentence."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except CxlensError as exc:
         print_error(str(exc))
         sys.exit(exc.exit_code)
@@ -74,10 +77,14 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if os.environ.get("CXLENS_DEBUG"):
+            raise
+        print_error(
+            f"Unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} — this is a bug in "
+            "cxlens; run again with CXLENS_DEBUG=1 to see the details."
+        )
+        sys.exit(70)

@@ -82,3 +82,4 @@ REASONS: dict[str, str] = {
     "bad_expression": "the mapping expression failed on this row",
 }
 """Quarantine reason codes (a contract: truth files and scripts match on them)."""
+REASONS["malformed_line"] = "the CSV parser could not split the line into the header's columns"

@@ -1,0 +1,316 @@
+"""Loading files into the workspace: stage, validate, quarantine, deduplicate, commit — per file.
+
+Each file is one DuckDB transaction, so a crash, SIGKILL or Ctrl-C mid-file leaves every table as
+it was. All row work is SQL over the whole file; Python only sees counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import ibis
+
+from cxlens.errors import CxlensError, IngestError, WorkspaceError
+from cxlens.identity import keys as idkeys
+from cxlens.ingest.mapping import Mapping, identity_mapping, load_mapping
+from cxlens.ingest.plan import Plan, build_plan
+from cxlens.ingest.readers import FileInfo, detect, file_sha256, first_data_line, staging_sql
+from cxlens.ingest.validate import lit, q
+from cxlens.workspace.backend import DuckDBBackend
+from cxlens.workspace.internal import REASONS
+from cxlens.workspace.schema import IDENTITY_COLUMNS, LOADABLE_TABLES, META_COLUMNS, TABLES, Table, target_table
+from cxlens.workspace.workspace import Workspace
+
+STAGE, REJECTS, PARSED = "_cx_stage", "_cx_rejects", "_cx_parsed"
+Stage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one file did to the workspace (the `--format json` contract plus extensions)."""
+
+    table: str
+    source: str
+    file: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_duplicate: int
+    rows_filtered: int = 0
+    ingest_id: int = 0
+    seconds: float = 0.0
+    orders_loaded: int | None = None
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.orders_loaded is None:
+            d.pop("orders_loaded")
+        return d
+
+
+def ingest(ws: Workspace, table: str, files: Sequence[str | Path], *, mapping: str | Path | None = None,
+           source: str | None = None, format: str | None = None, options: dict[str, Any] | None = None,
+           resolve: bool = True, on_stage: Callable[[Path, str], None] | None = None) -> list[IngestResult]:
+    """Ingest every file (each atomically), then resolve identities and rebuild profiles once."""
+    if table not in LOADABLE_TABLES:
+        raise IngestError(f"Unknown table `{table}` (valid: {', '.join(LOADABLE_TABLES)}).")
+    if not files:
+        raise IngestError("Give at least one file to ingest.")
+    m = load_mapping(mapping) if mapping else None
+    if m is not None and m.table != table:
+        raise IngestError(f"The mapping {mapping} is for table `{m.table}`, not `{table}`.")
+    results = []
+    for f in files:
+        stage = (lambda s, _f=Path(f): on_stage(_f, s)) if on_stage else None
+        results.append(ingest_file(ws, table, Path(f), mapping=m, source=source, format=format, options=options, on_stage=stage))
+    if resolve:
+        if on_stage:
+            on_stage(Path(files[-1]), "resolving identities")
+        refresh_identity(ws)
+    return results
+
+
+def refresh_identity(ws: Workspace) -> None:
+    """Resolve identities for what was just loaded and rebuild the profiles table."""
+    from cxlens.identity import resolve
+    from cxlens.profiles import build_profiles
+
+    resolve(ws)
+    build_profiles(ws)
+
+
+def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | None = None, source: str | None = None,
+                format: str | None = None, options: dict[str, Any] | None = None,
+                on_stage: Stage | None = None) -> IngestResult:
+    """Load one file into `table` inside one transaction; return its counts."""
+    if not isinstance(ws.backend, DuckDBBackend):
+        raise WorkspaceError(f"Ingesting files needs a DuckDB workspace; this one runs on {ws.backend.name}.")
+    started = time.perf_counter()
+    path = Path(path).expanduser().resolve()
+    opts = {**(mapping.options if mapping else {}), **(options or {})}
+    info = detect(path, opts.get("format") or format)
+    src = source or (mapping.source if mapping else None) or "default"
+    spec = target_table(table)
+    where = f"the mapping {mapping.path}" if mapping and mapping.path else f"{path.name}"
+    con = ws.backend.raw
+    step = on_stage or (lambda s: None)
+    with ws.transaction():
+        for t in (STAGE, PARSED, REJECTS, REJECTS + "_scan"):
+            con.execute(f"DROP TABLE IF EXISTS temp.{t}")
+        step("reading")
+        try:
+            con.execute(staging_sql(info, opts, STAGE, REJECTS))
+        except duckdb.Error as exc:
+            raise IngestError(_read_error(path, info, exc)) from None
+        file_columns = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {STAGE}").fetchall()]
+        m = mapping or _default_mapping(table, [c for c, _ in file_columns], path)
+        first_rowid = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {STAGE}").fetchone()[0]
+        plan = build_plan(STAGE, file_columns, m, spec, source=src, where=where, first_rowid=first_rowid)
+        step("validating")
+        decl = "".join(f", {v} AS {q('__decl_' + k)}" for k, v in plan.declared.items())
+        cols = ", ".join(f"{plan.values[c.name]} AS {q(c.name)}" for c in spec.columns)
+        try:
+            con.execute(
+                f"CREATE TEMP TABLE {PARSED} AS SELECT __rid, {plan.problem} AS __problem, {cols}, "
+                f"{plan.attributes} AS __attributes, {plan.record_key} AS __key{decl} FROM ({plan.base_sql})"
+            )
+        except duckdb.Error as exc:
+            raise IngestError(f"{where}: an expression or filter failed on {path.name}: {_first(exc)}.") from None
+        ingest_id = int(con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM sources").fetchone()[0])
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        step("loading")
+        if table == "order_lines":
+            loaded, orders_loaded = _load_order_lines(con, src, ingest_id, now)
+        else:
+            loaded, orders_loaded = _load_rows(con, spec, src, ingest_id, now), None
+        quarantined, reasons = _quarantine(con, plan, info, opts, table, src, ingest_id, now, path, first_rowid)
+        total, problems, filtered, valid = con.execute(
+            f"SELECT count(*), count(*) FILTER (__problem >= 0), count(*) FILTER (__problem = -1), "
+            f"count(*) FILTER (__problem IS NULL) FROM {PARSED}"
+        ).fetchone()
+        rejected = quarantined - problems
+        if plan.declared:
+            _link_declared(con, plan, src, ingest_id)
+        result = IngestResult(
+            table=table, source=src, file=str(path), rows_read=int(total) + rejected, rows_loaded=loaded,
+            rows_quarantined=quarantined, rows_duplicate=int(valid) - loaded, rows_filtered=int(filtered),
+            ingest_id=ingest_id, seconds=round(time.perf_counter() - started, 3), orders_loaded=orders_loaded,
+            quarantine_reasons=reasons,
+        )
+        con.execute(
+            "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+            [ingest_id, str(path), table, src, info.label, file_sha256(path),
+             str(mapping.path) if mapping and mapping.path else None, now, result.rows_read, loaded,
+             quarantined, result.rows_duplicate, result.rows_filtered, result.seconds],
+        )
+        for t in (STAGE, PARSED, REJECTS, REJECTS + "_scan"):
+            con.execute(f"DROP TABLE IF EXISTS temp.{t}")
+    return result
+
+
+def _default_mapping(table: str, file_columns: list[str], path: Path) -> Mapping:
+    m = identity_mapping(table, file_columns)
+    missing = [c for c in target_table(table).required if c not in m.columns and c != "event_id"]
+    if missing:
+        raise IngestError(
+            f"{path.name} has no column `{missing[0]}`, which {table} requires "
+            f"(the file's columns: {', '.join(file_columns)}); rename it or pass --mapping."
+        )
+    return m
+
+
+def _meta_insert(spec: Table) -> str:
+    return ", ".join(q(c) for c in [*spec.column_names, *(m.name for m in META_COLUMNS)])
+
+
+def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_id: int, now: datetime) -> int:
+    """Insert valid rows whose key is new for this source; the first of in-file repeats wins."""
+    cols = ", ".join(q(c) for c in spec.column_names)
+    row = con.execute(
+        f"INSERT INTO {spec.name} ({_meta_insert(spec)}) "
+        f"SELECT {cols}, NULL, ?, __key, ?, ?, __attributes FROM ("
+        f"  SELECT *, row_number() OVER (PARTITION BY __key ORDER BY __rid) AS __rn FROM {PARSED} WHERE __problem IS NULL"
+        f") p ANTI JOIN (SELECT record_key FROM {spec.name} WHERE source = ?) t ON t.record_key = p.__key WHERE __rn = 1",
+        [source, ingest_id, now, source],
+    ).fetchone()
+    return int(row[0])
+
+
+def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: int, now: datetime) -> tuple[int, int]:
+    """Lines go to order_items (identical lines are real: keyed by content + occurrence); orders
+    take the first line's order columns and revenue = sum(quantity × unit_price) unless given."""
+    items, orders = TABLES["order_items"], TABLES["orders"]
+    item_cols = items.column_names
+    content = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({q(c)} AS VARCHAR), '')" for c in item_cols) + ")"
+    n_items = con.execute(
+        f"INSERT INTO order_items ({_meta_insert(items)}) "
+        f"SELECT {', '.join(q(c) for c in item_cols)}, NULL, ?, __ikey, ?, ?, __attributes FROM ("
+        f"  SELECT *, {content} || '#' || row_number() OVER (PARTITION BY {content} ORDER BY __rid) AS __ikey"
+        f"  FROM {PARSED} WHERE __problem IS NULL"
+        f") p ANTI JOIN (SELECT record_key FROM order_items WHERE source = ?) t ON t.record_key = p.__ikey",
+        [source, ingest_id, now, source],
+    ).fetchone()[0]
+    firsts = []
+    for c in orders.column_names:
+        if c == "order_id":
+            firsts.append("order_id")
+        elif c == "revenue":
+            firsts.append("coalesce(sum(revenue), sum(quantity * unit_price)) AS revenue")
+        elif c == "items_count":
+            firsts.append("coalesce(arg_min(items_count, __rid), CAST(sum(quantity) AS BIGINT)) AS items_count")
+        else:
+            firsts.append(f"arg_min({q(c)}, __rid) AS {q(c)}")
+    n_orders = con.execute(
+        f"INSERT INTO orders ({_meta_insert(orders)}) "
+        f"SELECT {', '.join(q(c) for c in orders.column_names)}, NULL, ?, order_id, ?, ?, __attributes FROM ("
+        f"  SELECT {', '.join(firsts)}, arg_min(__attributes, __rid) AS __attributes FROM {PARSED}"
+        f"  WHERE __problem IS NULL GROUP BY order_id"
+        f") p ANTI JOIN (SELECT record_key FROM orders WHERE source = ?) t ON t.record_key = p.order_id",
+        [source, ingest_id, now, source],
+    ).fetchone()[0]
+    return int(n_items), int(n_orders)
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, plan: Plan, info: FileInfo, opts: dict[str, Any], table: str,
+                source: str, ingest_id: int, now: datetime, path: Path, first_rowid: int) -> tuple[int, dict[str, int]]:
+    """Put every failing row (and every line the CSV parser could not split) into quarantine.
+
+    A row already quarantined by an earlier ingest of the same content (same table, source, line,
+    reason and raw record) is counted again but not stored twice, so re-ingesting stays clean.
+    """
+    first = first_data_line(info, opts)
+    rejects = []
+    if info.format == "csv":
+        rejects = con.execute(
+            f"SELECT line, any_value(csv_line), any_value(error_type), any_value(error_message) "
+            f"FROM {REJECTS} GROUP BY line ORDER BY line"
+        ).fetchall()
+    line = f"(b.__rid + {first})"
+    if rejects:
+        con.execute("CREATE OR REPLACE TEMP TABLE _cx_shift (t BIGINT)")
+        con.executemany("INSERT INTO _cx_shift VALUES (?)", [[int(r[0]) - first - j] for j, r in enumerate(rejects)])
+        line = f"(b.__rid + {first} + (SELECT count(*) FROM _cx_shift WHERE t <= b.__rid))"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_badrid AS SELECT __rid, __problem FROM {PARSED} WHERE __problem >= 0")
+    has_bad = con.execute("SELECT count(*) FROM _cx_badrid").fetchone()[0] > 0
+    if plan.checks and has_bad:
+        def case(values: list[str]) -> str:
+            return "CASE p.__problem " + " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(values)) + " END"
+
+        col_case = case([lit(c.column) for c in plan.checks])
+        raw_case = case([c.raw for c in plan.checks])
+        reason_case = case([lit(c.reason) for c in plan.checks])
+        msg_case = case([lit(f"{c.column}: {REASONS[c.reason]}") for c in plan.checks])
+        line = line.replace("b.__rid", "p.__rid")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _cx_bad AS SELECT ? AS ingest_id, ? AS table_name, ? AS source, "
+            f"? AS file, {line} AS line, {col_case} AS column_name, {raw_case} AS raw_value, {reason_case} AS reason, "
+            f"'line ' || {line} || ', ' || {msg_case} || ' (value: ' || coalesce({raw_case}, 'empty') || ')' AS message, "
+            f"r.__rec AS record, CAST(? AS TIMESTAMP) AS quarantined_at "
+            f"FROM _cx_badrid p "
+            f"JOIN (SELECT * FROM ({plan.base_sql}) WHERE __rid IN (SELECT __rid FROM _cx_badrid)) b USING (__rid) "
+            f"JOIN (SELECT rowid - {int(first_rowid)} AS __rid, CAST(to_json(s) AS VARCHAR) AS __rec FROM {STAGE} s "
+            f"      WHERE rowid - {int(first_rowid)} IN (SELECT __rid FROM _cx_badrid)) r USING (__rid)",
+            [ingest_id, table, source, str(path), now],
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE _cx_bad AS SELECT * FROM quarantine LIMIT 0")
+    for line_no, csv_line, error_type, message in rejects:
+        con.execute(
+            "INSERT INTO _cx_bad VALUES (?, ?, ?, ?, ?, NULL, ?, 'malformed_line', ?, NULL, ?)",
+            [ingest_id, table, source, str(path), int(line_no), csv_line,
+             f"line {line_no}: the CSV parser could not read this line ({error_type.lower()}: {message})", now],
+        )
+    con.execute(
+        "INSERT INTO quarantine SELECT * FROM _cx_bad b WHERE NOT EXISTS (SELECT 1 FROM quarantine x "
+        "WHERE x.table_name = b.table_name AND x.source = b.source AND x.line = b.line AND x.reason = b.reason "
+        "AND x.record IS NOT DISTINCT FROM b.record AND x.raw_value IS NOT DISTINCT FROM b.raw_value)"
+    )
+    counts = dict(con.execute("SELECT reason, count(*) FROM _cx_bad GROUP BY reason ORDER BY reason").fetchall())
+    con.execute("DROP TABLE IF EXISTS _cx_bad; DROP TABLE IF EXISTS _cx_badrid")
+    return sum(counts.values()), {k: int(v) for k, v in counts.items()}
+
+
+def _link_declared(con: duckdb.DuckDBPyConnection, plan: Plan, source: str, ingest_id: int) -> None:
+    """Record mapping-declared identifiers as identity links from each loaded row's primary key."""
+    present = [c for c in IDENTITY_COLUMNS if plan.values.get(c, "NULL") != "NULL"]
+    schema = {c: "string" for c in present} | {"source": "string"} | {f"__decl_{k}": "string" for k in plan.declared}
+    t = ibis.table(schema, name="_cx_idsrc")
+    pk = idkeys.primary_key(t)
+    parts = []
+    for k in plan.declared:
+        kb = idkeys.plain_key(k, t[f"__decl_{k}"])
+        parts.append(t.filter(kb.notnull()).select(key_a=ibis.coalesce(pk, kb), key_b=kb))
+    expr = parts[0] if len(parts) == 1 else ibis.union(*parts)
+    sql = ibis.to_sql(expr, dialect="duckdb")
+    select = ", ".join([q(c) for c in present] + [f"{lit(source)} AS source"] + [q(f"__decl_{k}") for k in plan.declared])
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _cx_idsrc AS SELECT {select} FROM {PARSED} WHERE __problem IS NULL")
+    con.execute(
+        f"INSERT INTO identity_links SELECT DISTINCT key_a, key_b, ?, ? FROM ({sql}) l "
+        f"WHERE NOT EXISTS (SELECT 1 FROM identity_links x WHERE x.key_a = l.key_a AND x.key_b = l.key_b)",
+        [source, ingest_id],
+    )
+    con.execute("DROP VIEW IF EXISTS _cx_idsrc")
+
+
+def _read_error(path: Path, info: FileInfo, exc: Exception) -> str:
+    text = _first(exc)
+    if "No files found" in text or "No such file" in text:
+        return f"The file {path} does not exist."
+    if "Permission denied" in text:
+        return f"Cannot read {path}: permission denied."
+    return f"{path.name} could not be read as {info.label}: {text}."
+
+
+def _first(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__).rstrip(".")
+
+
+__all__ = ["IngestResult", "ingest", "ingest_file", "refresh_identity", "CxlensError"]
