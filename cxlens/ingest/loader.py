@@ -20,14 +20,14 @@ from cxlens.errors import CxlensError, IngestError, WorkspaceError
 from cxlens.identity import keys as idkeys
 from cxlens.ingest.mapping import Mapping, identity_mapping, load_mapping
 from cxlens.ingest.plan import Plan, build_plan
-from cxlens.ingest.readers import FileInfo, detect, file_sha256, first_data_line, staging_sql
+from cxlens.ingest.readers import FileInfo, detect, file_sha256, first_data_line, source_sql
 from cxlens.ingest.validate import lit, q
 from cxlens.workspace.backend import DuckDBBackend
 from cxlens.workspace.internal import REASONS
 from cxlens.workspace.schema import IDENTITY_COLUMNS, LOADABLE_TABLES, META_COLUMNS, TABLES, Table, target_table
 from cxlens.workspace.workspace import Workspace
 
-STAGE, REJECTS, PARSED = "_cx_stage", "_cx_rejects", "_cx_parsed"
+REJECTS, PARSED = "_cx_rejects", "_cx_parsed"
 Stage = Callable[[str], None]
 
 
@@ -102,27 +102,36 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
     con = ws.backend.raw
     step = on_stage or (lambda s: None)
     with ws.transaction():
-        for t in (STAGE, PARSED, REJECTS, REJECTS + "_scan"):
+        for t in (PARSED, REJECTS, REJECTS + "_scan"):
             con.execute(f"DROP TABLE IF EXISTS temp.{t}")
         step("reading")
+        src_sql = source_sql(info, opts, REJECTS)
         try:
-            con.execute(staging_sql(info, opts, STAGE, REJECTS))
+            file_columns = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {src_sql}").fetchall()]
         except duckdb.Error as exc:
             raise IngestError(_read_error(path, info, exc)) from None
-        file_columns = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {STAGE}").fetchall()]
         m = mapping or _default_mapping(table, [c for c, _ in file_columns], path)
-        first_rowid = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {STAGE}").fetchone()[0]
-        plan = build_plan(STAGE, file_columns, m, spec, source=src, where=where, first_rowid=first_rowid)
+        plan = build_plan(src_sql, file_columns, m, spec, source=src, where=where)
         step("validating")
         decl = "".join(f", {v} AS {q('__decl_' + k)}" for k, v in plan.declared.items())
         cols = ", ".join(f"{plan.values[c.name]} AS {q(c.name)}" for c in spec.columns)
+        raw_case = "CASE __problem " + " ".join(f"WHEN {i} THEN {c.raw}" for i, c in enumerate(plan.checks)) + " END"
         try:
+            # One pass over the file: parsed values, the first problem, and for bad rows only the
+            # raw text. A table created from a scan keeps the file's order, so rowid gives lines.
             con.execute(
-                f"CREATE TEMP TABLE {PARSED} AS SELECT __rid, {plan.problem} AS __problem, {cols}, "
-                f"{plan.attributes} AS __attributes, {plan.record_key} AS __key{decl} FROM ({plan.base_sql})"
+                f"CREATE TEMP TABLE {PARSED} AS SELECT {plan.problem} AS __problem, {cols}, "
+                f"{plan.attributes} AS __attributes, {plan.record_key} AS __key{decl}, "
+                f"CASE WHEN __problem >= 0 THEN {raw_case if plan.checks else 'NULL'} END AS __raw, "
+                f"CASE WHEN __problem >= 0 THEN CAST(to_json(src) AS VARCHAR) END AS __record "
+                f"FROM ({plan.base_sql}) src"
             )
         except duckdb.Error as exc:
-            raise IngestError(f"{where}: an expression or filter failed on {path.name}: {_first(exc)}.") from None
+            text = _first(exc)
+            if any(w in text for w in ("Binder", "Conversion", "function")) and (m.filters or any(c.expr for c in m.columns.values())):
+                raise IngestError(f"{where}: an expression or filter failed on {path.name}: {text}.") from None
+            raise IngestError(_read_error(path, info, exc)) from None
+        first_rowid = con.execute(f"SELECT coalesce(min(rowid), 0) FROM {PARSED}").fetchone()[0]
         ingest_id = int(con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM sources").fetchone()[0])
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         step("loading")
@@ -131,6 +140,7 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
         else:
             loaded, orders_loaded = _load_rows(con, spec, src, ingest_id, now), None
         quarantined, reasons = _quarantine(con, plan, info, opts, table, src, ingest_id, now, path, first_rowid)
+        
         total, problems, filtered, valid = con.execute(
             f"SELECT count(*), count(*) FILTER (__problem >= 0), count(*) FILTER (__problem = -1), "
             f"count(*) FILTER (__problem IS NULL) FROM {PARSED}"
@@ -150,7 +160,7 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
              str(mapping.path) if mapping and mapping.path else None, now, result.rows_read, loaded,
              quarantined, result.rows_duplicate, result.rows_filtered, result.seconds],
         )
-        for t in (STAGE, PARSED, REJECTS, REJECTS + "_scan"):
+        for t in (PARSED, REJECTS, REJECTS + "_scan"):
             con.execute(f"DROP TABLE IF EXISTS temp.{t}")
     return result
 
@@ -176,7 +186,7 @@ def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_
     row = con.execute(
         f"INSERT INTO {spec.name} ({_meta_insert(spec)}) "
         f"SELECT {cols}, NULL, ?, __key, ?, ?, __attributes FROM ("
-        f"  SELECT *, row_number() OVER (PARTITION BY __key ORDER BY __rid) AS __rn FROM {PARSED} WHERE __problem IS NULL"
+        f"  SELECT *, row_number() OVER (PARTITION BY __key ORDER BY rowid) AS __rn FROM {PARSED} WHERE __problem IS NULL"
         f") p ANTI JOIN (SELECT record_key FROM {spec.name} WHERE source = ?) t ON t.record_key = p.__key WHERE __rn = 1",
         [source, ingest_id, now, source],
     ).fetchone()
@@ -192,7 +202,7 @@ def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: in
     n_items = con.execute(
         f"INSERT INTO order_items ({_meta_insert(items)}) "
         f"SELECT {', '.join(q(c) for c in item_cols)}, NULL, ?, __ikey, ?, ?, __attributes FROM ("
-        f"  SELECT *, {content} || '#' || row_number() OVER (PARTITION BY {content} ORDER BY __rid) AS __ikey"
+        f"  SELECT *, {content} || '#' || row_number() OVER (PARTITION BY {content} ORDER BY rowid) AS __ikey"
         f"  FROM {PARSED} WHERE __problem IS NULL"
         f") p ANTI JOIN (SELECT record_key FROM order_items WHERE source = ?) t ON t.record_key = p.__ikey",
         [source, ingest_id, now, source],
@@ -204,13 +214,13 @@ def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: in
         elif c == "revenue":
             firsts.append("coalesce(sum(revenue), sum(quantity * unit_price)) AS revenue")
         elif c == "items_count":
-            firsts.append("coalesce(arg_min(items_count, __rid), CAST(sum(quantity) AS BIGINT)) AS items_count")
+            firsts.append("coalesce(arg_min(items_count, rowid), CAST(sum(quantity) AS BIGINT)) AS items_count")
         else:
-            firsts.append(f"arg_min({q(c)}, __rid) AS {q(c)}")
+            firsts.append(f"arg_min({q(c)}, rowid) AS {q(c)}")
     n_orders = con.execute(
         f"INSERT INTO orders ({_meta_insert(orders)}) "
         f"SELECT {', '.join(q(c) for c in orders.column_names)}, NULL, ?, order_id, ?, ?, __attributes FROM ("
-        f"  SELECT {', '.join(firsts)}, arg_min(__attributes, __rid) AS __attributes FROM {PARSED}"
+        f"  SELECT {', '.join(firsts)}, arg_min(__attributes, rowid) AS __attributes FROM {PARSED}"
         f"  WHERE __problem IS NULL GROUP BY order_id"
         f") p ANTI JOIN (SELECT record_key FROM orders WHERE source = ?) t ON t.record_key = p.order_id",
         [source, ingest_id, now, source],
@@ -232,31 +242,23 @@ def _quarantine(con: duckdb.DuckDBPyConnection, plan: Plan, info: FileInfo, opts
             f"SELECT line, any_value(csv_line), any_value(error_type), any_value(error_message) "
             f"FROM {REJECTS} GROUP BY line ORDER BY line"
         ).fetchall()
-    line = f"(b.__rid + {first})"
+    rid = f"(rowid - {int(first_rowid)})"
+    line = f"({rid} + {first})"
     if rejects:
         con.execute("CREATE OR REPLACE TEMP TABLE _cx_shift (t BIGINT)")
         con.executemany("INSERT INTO _cx_shift VALUES (?)", [[int(r[0]) - first - j] for j, r in enumerate(rejects)])
-        line = f"(b.__rid + {first} + (SELECT count(*) FROM _cx_shift WHERE t <= b.__rid))"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _cx_badrid AS SELECT __rid, __problem FROM {PARSED} WHERE __problem >= 0")
-    has_bad = con.execute("SELECT count(*) FROM _cx_badrid").fetchone()[0] > 0
-    if plan.checks and has_bad:
+        line = f"({rid} + {first} + (SELECT count(*) FROM _cx_shift WHERE t <= {rid}))"
+    if plan.checks:
         def case(values: list[str]) -> str:
-            return "CASE p.__problem " + " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(values)) + " END"
+            return "CASE __problem " + " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(values)) + " END"
 
-        col_case = case([lit(c.column) for c in plan.checks])
-        raw_case = case([c.raw for c in plan.checks])
-        reason_case = case([lit(c.reason) for c in plan.checks])
         msg_case = case([lit(f"{c.column}: {REASONS[c.reason]}") for c in plan.checks])
-        line = line.replace("b.__rid", "p.__rid")
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _cx_bad AS SELECT ? AS ingest_id, ? AS table_name, ? AS source, "
-            f"? AS file, {line} AS line, {col_case} AS column_name, {raw_case} AS raw_value, {reason_case} AS reason, "
-            f"'line ' || {line} || ', ' || {msg_case} || ' (value: ' || coalesce({raw_case}, 'empty') || ')' AS message, "
-            f"r.__rec AS record, CAST(? AS TIMESTAMP) AS quarantined_at "
-            f"FROM _cx_badrid p "
-            f"JOIN (SELECT * FROM ({plan.base_sql}) WHERE __rid IN (SELECT __rid FROM _cx_badrid)) b USING (__rid) "
-            f"JOIN (SELECT rowid - {int(first_rowid)} AS __rid, CAST(to_json(s) AS VARCHAR) AS __rec FROM {STAGE} s "
-            f"      WHERE rowid - {int(first_rowid)} IN (SELECT __rid FROM _cx_badrid)) r USING (__rid)",
+            f"? AS file, {line} AS line, {case([lit(c.column) for c in plan.checks])} AS column_name, "
+            f"__raw AS raw_value, {case([lit(c.reason) for c in plan.checks])} AS reason, "
+            f"'line ' || {line} || ', ' || {msg_case} || ' (value: ' || coalesce(__raw, 'empty') || ')' AS message, "
+            f"__record AS record, CAST(? AS TIMESTAMP) AS quarantined_at FROM {PARSED} WHERE __problem >= 0",
             [ingest_id, table, source, str(path), now],
         )
     else:
@@ -273,7 +275,7 @@ def _quarantine(con: duckdb.DuckDBPyConnection, plan: Plan, info: FileInfo, opts
         "AND x.record IS NOT DISTINCT FROM b.record AND x.raw_value IS NOT DISTINCT FROM b.raw_value)"
     )
     counts = dict(con.execute("SELECT reason, count(*) FROM _cx_bad GROUP BY reason ORDER BY reason").fetchall())
-    con.execute("DROP TABLE IF EXISTS _cx_bad; DROP TABLE IF EXISTS _cx_badrid")
+    con.execute("DROP TABLE IF EXISTS _cx_bad; DROP TABLE IF EXISTS _cx_shift")
     return sum(counts.values()), {k: int(v) for k, v in counts.items()}
 
 

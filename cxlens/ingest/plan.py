@@ -31,7 +31,7 @@ class Plan:
     table: Table
     mapping: Mapping
     base_sql: str
-    """SELECT over the staging table: __rid (0-based row number in file order) and every column."""
+    """SELECT over the file's columns, in file order."""
     values: dict[str, str]
     """Canonical column -> SQL of its parsed value (over base)."""
     problem: str
@@ -43,8 +43,8 @@ class Plan:
     """Declared identifier type -> SQL of its raw value."""
 
 
-def build_plan(stage: str, file_columns: list[tuple[str, str]], mapping: Mapping, table: Table,
-               *, source: str, where: str, first_rowid: int = 0) -> Plan:
+def build_plan(source_sql: str, file_columns: list[tuple[str, str]], mapping: Mapping, table: Table,
+               *, source: str, where: str) -> Plan:
     """Compile the mapping against the file's actual columns (name, DuckDB type)."""
     names = [n for n, _ in file_columns]
     types = dict(file_columns)
@@ -71,7 +71,7 @@ def build_plan(stage: str, file_columns: list[tuple[str, str]], mapping: Mapping
     }
     filt = checked_expression(mapping.filters, names, where=where, what="the filter") if mapping.filters else None
     declared = {k: resolve(v, f"identifier {k}") for k, v in mapping.identifiers.items()}
-    base_sql = f"SELECT rowid - {int(first_rowid)} AS __rid, * FROM {stage}"
+    base_sql = source_sql
 
     checks: list[Check] = []
     whens: list[str] = []

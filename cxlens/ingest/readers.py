@@ -1,4 +1,4 @@
-"""Reading a source file into a staging table, as raw as it stood in the file.
+"""Reading a source file as raw as it stood in the file.
 
 CSV is read as text (`all_varchar`) so a bad value can be quarantined exactly as written; lines
 the CSV parser cannot split (too many columns, unterminated quotes) are captured by DuckDB's
@@ -103,15 +103,15 @@ def _sql_str(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def staging_sql(info: FileInfo, options: dict[str, Any], stage: str, rejects: str) -> str:
-    """CREATE TEMP TABLE `stage` from the file; CSV parse failures land in `rejects`."""
+def source_sql(info: FileInfo, options: dict[str, Any], rejects: str) -> str:
+    """A SELECT over the file in file order; CSV lines the parser cannot split land in `rejects`."""
     path = _sql_str(info.path)
     if info.format == "parquet":
-        return f"CREATE TEMP TABLE {stage} AS SELECT * FROM read_parquet({path})"
+        return f"SELECT * FROM read_parquet({path})"
     if info.format in ("json", "ndjson"):
         fmt = "newline_delimited" if info.format == "ndjson" else "auto"
         return (
-            f"CREATE TEMP TABLE {stage} AS SELECT * FROM read_json({path}, format={_sql_str(fmt)}, "
+            f"SELECT * FROM read_json({path}, format={_sql_str(fmt)}, "
             "union_by_name=true, maximum_object_size=16777216)"
         )
     args = [
@@ -135,7 +135,7 @@ def staging_sql(info: FileInfo, options: dict[str, Any], stage: str, rejects: st
         args.append(f"escape={_sql_str(options['escape'])}")
     if options.get("skip"):
         args.append(f"skip={int(options['skip'])}")
-    return f"CREATE TEMP TABLE {stage} AS SELECT * FROM read_csv({path}, {', '.join(args)})"
+    return f"SELECT * FROM read_csv({path}, {', '.join(args)})"
 
 
 def first_data_line(info: FileInfo, options: dict[str, Any]) -> int:
