@@ -195,7 +195,8 @@ def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_
 
 def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: int, now: datetime) -> tuple[int, int]:
     """Lines go to order_items (identical lines are real: keyed by content + occurrence); orders
-    take the first line's order columns and revenue = sum(quantity × unit_price) unless given."""
+    take the first line's order columns, and revenue = sum(quantity × unit_price) unless the
+    export gives the order's revenue (repeated on each line, like its other order columns)."""
     items, orders = TABLES["order_items"], TABLES["orders"]
     item_cols = items.column_names
     content = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({q(c)} AS VARCHAR), '')" for c in item_cols) + ")"
@@ -212,7 +213,7 @@ def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: in
         if c == "order_id":
             firsts.append("order_id")
         elif c == "revenue":
-            firsts.append("coalesce(sum(revenue), sum(quantity * unit_price)) AS revenue")
+            firsts.append("coalesce(arg_min(revenue, rowid), sum(quantity * unit_price)) AS revenue")
         elif c == "items_count":
             firsts.append("coalesce(arg_min(items_count, rowid), CAST(sum(quantity) AS BIGINT)) AS items_count")
         else:
