@@ -1,9 +1,71 @@
-"""CLI commands: demo (filled in by its capability)."""
+"""CLI command `demo`: the whole pipeline on a simulated company, checked against its truth."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from cxlens.cli.output import Format, console, err_console, print_json, print_rows
+
+
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the exports, the workspace and the summary.")] = Path("demo"),
+    customers: Annotated[int, typer.Option("--customers", help="Simulated customers.")] = 20_000,
+    days: Annotated[int, typer.Option("--days", help="Simulated days.")] = 365,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same company).")] = 7,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output: table or json.")] = Format.table,
+) -> None:
+    """Simulate a retailer, ingest every export, resolve identities and check the result against the truth.
+
+    Examples:
+
+      cxlens demo
+
+      cxlens demo --customers 2000 --days 90 --out /tmp/small-demo --format json
+    """
+    from cxlens.demo import run_demo
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description:<60}"), BarColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=fmt is Format.json) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def step(label: str, done: int, total: int) -> None:
+            progress.update(task, description=label[:60], completed=done, total=total or None)
+
+        s = run_demo(out, customers=customers, days=days, seed=seed, on_step=step)
+    (out / "summary.json").write_text(__import__("json").dumps(s.to_dict(), indent=2, default=str))
+    if fmt is Format.json:
+        print_json(s.to_dict())
+        return
+    print_rows([{"table": k, "rows": v} for k, v in s.rows.items()], title="Rows per canonical table")
+    print_rows([{"reason": k, "rows": v} for k, v in s.quarantined.items()] or [{"reason": "none", "rows": 0}],
+               title="Quarantined rows by reason")
+    d, i = s.dirty_check, s.identity
+    console.print(Panel.fit(
+        f"[bold]{s.profiles:,}[/] unified profiles; identity precision [bold]{i['precision']:.4f}[/], "
+        f"recall [bold]{i['recall']:.4f}[/] against the truth; {i['flagged']} over-shared identifiers flagged.\n"
+        f"Dirty rows planted: {d['planted']:,}; quarantined with the right reason: {d['quarantined_right']:,}; "
+        f"wrong reason: {d['wrong_reason']}; missed: {d['missed']}; clean rows quarantined: {d['clean_rows_quarantined']}.\n"
+        f"Exact duplicates skipped: {s.duplicates:,}.\n"
+        f"Time: simulate {s.seconds['simulate']} s, ingest {s.seconds['ingest']} s, "
+        f"identities + profiles {s.seconds['identity']} s, total {s.seconds['total']} s.",
+        title="cxlens demo", border_style="green"))
+    ws = s.workspace
+    console.print(
+        "Next:\n"
+        f"  cxlens -w {ws} sources\n"
+        f"  cxlens -w {ws} quarantine --summary\n"
+        f"  cxlens -w {ws} identity stats\n"
+        f"  cxlens -w {ws} profiles --top 10\n"
+        f"  cxlens -w {ws} profile <email or customer id>\n"
+        f"  duckdb {ws}   (every table is plain SQL)"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the main app."""
+    app.command("demo")(demo_command)

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cxlens.cli.context import open_workspace
-from cxlens.cli.output import Format, console, err_console, print_error, print_json, print_rows
+from cxlens.cli.output import Format, console, dict_rows, err_console, print_error, print_json, print_rows
 from cxlens.errors import CxlensError, IngestError
 from cxlens.ingest import ingest_file, load_mapping, refresh_identity
 from cxlens.workspace.schema import LOADABLE_TABLES, TABLES
@@ -160,12 +160,10 @@ def quarantine_command(
         out = [{"table": r[0], "reason": r[1], "rows": int(r[2])} for r in rows]
     else:
         lim = f"LIMIT {int(limit)}" if limit > 0 else ""
-        cur = ws.sql(
+        out = dict_rows(ws.sql(
             f"SELECT table_name AS table, source, file, line, column_name AS column, raw_value, reason, message "
             f"FROM quarantine WHERE {cond} ORDER BY ingest_id, line {lim}", params
-        )
-        names = [d[0] for d in cur.description]
-        out = [dict(zip(names, r)) for r in cur.fetchall()]
+        ))
     ws.close()
     if fmt is Format.json:
         print_json(out)
@@ -189,12 +187,10 @@ def sources_command(
       cxlens sources --format json
     """
     ws = open_workspace(ctx)
-    cur = ws.sql(
+    rows = dict_rows(ws.sql(
         "SELECT ingest_id, ingested_at, table_name AS table, source, file, format, rows_read, rows_loaded, "
         "rows_quarantined, rows_duplicate, rows_filtered, seconds FROM sources ORDER BY ingest_id"
-    )
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    ))
     ws.close()
     if fmt is Format.json:
         print_json(rows)

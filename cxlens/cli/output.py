@@ -39,6 +39,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def dict_rows(cursor: Any) -> list[dict[str, Any]]:
+    """A DuckDB cursor's result as a list of {column: value} rows."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+
 def print_json(obj: Any) -> None:
     """One JSON document on stdout (NaN becomes null, dates ISO 8601)."""
     print(json.dumps(_clean(obj), default=_default, ensure_ascii=False))

@@ -19,8 +19,13 @@ KEY_TYPES: tuple[str, ...] = IDENTITY_COLUMNS
 DEFAULT_COUNTRY_CODE = "1"
 
 
+_EDGE_SPACE = "^[ \t\n\r]+|[ \t\n\r]+$"
+"""Leading/trailing blanks. Not StringValue.strip(): Ibis compiles its character set with \\v and \\f,
+which Spark SQL reads as the letters v and f (so 'family@x' lost its 'f')."""
+
+
 def _blank_to_null(value: ir.StringValue) -> ir.StringValue:
-    v = value.cast("string").strip()
+    v = value.cast("string").re_replace(_EDGE_SPACE, "")
     return ibis.ifelse(v == "", ibis.null("string"), v)
 
 

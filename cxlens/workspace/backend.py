@@ -140,11 +140,28 @@ class SparkBackend(Backend):
             session.catalog.setCurrentDatabase(database)
         self.con = ibis.pyspark.connect(session)
 
-    def replace_table(self, name: str, obj: Any) -> None:
+    def _frame(self, obj: Any) -> Any:
+        """A Spark DataFrame from an Ibis expression, Arrow or pandas data, through Arrow.
+
+        Going through Arrow (not pandas) keeps NULLs in string columns NULL; pandas turns them into
+        the text 'NaN' on the way into Spark. An expression is materialized first because Spark
+        reads lazily and the query may read the table being overwritten.
+        """
+        import pyarrow as pa
+
         if isinstance(obj, ir.Table):
-            # Spark reads lazily: materialize before overwriting a table the query may read.
             obj = obj.to_pyarrow()
-        self.con.create_table(name, obj, overwrite=True)
+        elif not isinstance(obj, pa.Table):
+            obj = pa.Table.from_pandas(obj, preserve_index=False)
+        return self.session.createDataFrame(obj)
+
+    def replace_table(self, name: str, obj: Any) -> None:
+        self._frame(obj).write.saveAsTable(name, mode="overwrite", format="parquet")
+
+    def insert(self, name: str, obj: Any) -> None:
+        frame = self._frame(obj)
+        target = self.session.table(name).columns
+        frame.select(*target).write.insertInto(name)
 
 
 def _explain_open_error(path: Path, exc: Exception) -> str:

@@ -1,0 +1,109 @@
+"""Writing resolved profile ids into the canonical tables.
+
+A record takes the profile of its first key, in KEY_TYPES order, that has one (flagged keys have
+none; all unflagged keys of a record sit in one component, so the order only matters for which
+key is consulted). Order lines follow their order (same source, same order_id).
+
+DuckDB updates only the rows whose id changes, by rowid, inside the run's transaction; engines
+without UPDATE (Spark) rewrite the table.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from cxlens.identity.engine import Scratch, is_duckdb, ref, scalar, spark_replace
+from cxlens.identity.graph import PERSON_TABLES
+from cxlens.identity.keys import row_keys
+from cxlens.workspace import Workspace
+
+ROWID = "_cx_rid"
+
+
+def profile_of_rows(t: ir.Table, key_profiles: ir.Table, country_code: str) -> ir.Table:
+    """`t` plus a column _cx_pid: the profile of the row's first key that has one."""
+    keys = row_keys(t, country_code)
+    out = t.mutate(**{f"_cx_k_{k}": v for k, v in keys.items()})
+    found = []
+    for k in keys:
+        km = key_profiles.view()
+        km = km.select(**{f"_cx_j_{k}": km.key, f"_cx_p_{k}": km.profile_id})
+        out = out.left_join(km, out[f"_cx_k_{k}"] == km[f"_cx_j_{k}"])
+        found.append(f"_cx_p_{k}")
+    pid = ibis.coalesce(*[out[c] for c in found]) if found else ibis.null("string")
+    drop = [c for c in out.columns if c.startswith("_cx_k_") or c.startswith("_cx_j_") or c.startswith("_cx_p_")]
+    return out.mutate(_cx_pid=pid).drop(*drop)
+
+
+def write_profiles(
+    ws: Workspace,
+    scratch: Scratch,
+    key_profiles: ir.Table,
+    country_code: str,
+    *,
+    ingest_ids: list[int] | None = None,
+    changed: ir.Table | None = None,
+) -> int:
+    """Set profile_id on every person table and order_items; returns rows whose id changed.
+
+    With `ingest_ids` (incremental), DuckDB only looks at rows of those ingests and rows holding
+    an id listed in `changed`; other rows cannot change because their keys kept their ids.
+    """
+    have = ws.backend.tables()
+    usable = key_profiles.filter(key_profiles.profile_id.notnull()).select("key", "profile_id")
+    total = 0
+    for name in PERSON_TABLES:
+        if name not in have:
+            continue
+        if is_duckdb(ws):
+            ws.sql(f'CREATE OR REPLACE TEMP VIEW "{scratch.prefix}_rows" AS SELECT rowid AS {ROWID}, * FROM "{name}"')
+            t = ws.con.table(f"{scratch.prefix}_rows")
+            if ingest_ids is not None:
+                scope = t.ingest_id.isin(ingest_ids)
+                if changed is not None:
+                    scope = scope | t.profile_id.isin(changed.old_pid)
+                t = t.filter(scope)
+            total += _update_duckdb(ws, scratch, name, profile_of_rows(t, usable, country_code))
+        else:
+            total += _rewrite(ws, scratch, name, profile_of_rows(ws.table(name), usable, country_code))
+    if "order_items" in have and "orders" in have:
+        total += _order_items(ws, scratch)
+    return total
+
+
+def _update_duckdb(ws: Workspace, scratch: Scratch, name: str, rows: ir.Table) -> int:
+    diff = rows.filter(~rows._cx_pid.identical_to(rows.profile_id)).select(ROWID, "_cx_pid")
+    tmp = scratch.save(diff, "writeback")
+    n = int(scalar(tmp.count()))
+    if n:
+        ws.sql(
+            f'UPDATE "{name}" SET profile_id = m._cx_pid FROM "{ref(tmp)}" m '
+            f'WHERE "{name}".rowid = m.{ROWID}'
+        )
+    scratch.drop(tmp)
+    return n
+
+
+def _rewrite(ws: Workspace, scratch: Scratch, name: str, rows: ir.Table) -> int:
+    n = int(scalar((~rows._cx_pid.identical_to(rows.profile_id)).sum()) or 0)
+    if n:
+        cols = [c for c in ws.table(name).columns]
+        out = rows.mutate(profile_id=rows._cx_pid).select(*cols)
+        spark_replace(ws, scratch, name, out)
+    return n
+
+
+def _order_items(ws: Workspace, scratch: Scratch) -> int:
+    o = ws.table("orders")
+    per_order = o.group_by(["source", "order_id"]).agg(_cx_pid=o.profile_id.max())
+    if is_duckdb(ws):
+        ws.sql(f'CREATE OR REPLACE TEMP VIEW "{scratch.prefix}_items" AS SELECT rowid AS {ROWID}, * FROM order_items')
+        items = ws.con.table(f"{scratch.prefix}_items")
+    else:
+        items = ws.table("order_items")
+    j = items.left_join(per_order, [items.source == per_order.source, items.order_id == per_order.order_id])
+    j = j.select(*[items[c] for c in items.columns], per_order._cx_pid)
+    if is_duckdb(ws):
+        return _update_duckdb(ws, scratch, "order_items", j)
+    return _rewrite(ws, scratch, "order_items", j)
