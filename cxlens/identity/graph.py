@@ -49,7 +49,7 @@ def union_all(tables: Iterable[ir.Table]) -> ir.Table | None:
 def record_keys(
     ws: Workspace, country_code: str, ingest_ids: list[int] | None = None
 ) -> ir.Table | None:
-    """One row per record with its normalized keys (k_customer_id, k_email, ...), all tables.
+    """One row per distinct identifier combination with its normalized keys (k_customer_id, ...).
 
     `ingest_ids` restricts to the records of those ingests (incremental resolution).
     """
@@ -61,6 +61,9 @@ def record_keys(
         t = ws.table(name)
         if ingest_ids is not None:
             t = t.filter(t.ingest_id.isin(ingest_ids))
+        # Millions of events carry a few thousand distinct identifier combinations: normalize
+        # those, not every row (the graph, the guard and the nodes only need distinct tuples).
+        t = t.select("source", *[c for c in KEY_TYPES if c in t.columns]).distinct()
         keys = row_keys(t, country_code)
         cols = {kcol(k): keys.get(k, ibis.null("string")) for k in KEY_TYPES}
         parts.append(t.select(**cols))

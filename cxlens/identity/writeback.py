@@ -15,14 +15,26 @@ import ibis.expr.types as ir
 
 from cxlens.identity.engine import Scratch, is_duckdb, ref, scalar, spark_replace
 from cxlens.identity.graph import PERSON_TABLES
-from cxlens.identity.keys import row_keys
+from cxlens.identity.keys import KEY_TYPES, row_keys
 from cxlens.workspace import Workspace
 
 ROWID = "_cx_rid"
 
 
 def profile_of_rows(t: ir.Table, key_profiles: ir.Table, country_code: str) -> ir.Table:
-    """`t` plus a column _cx_pid: the profile of the row's first key that has one."""
+    """`t` plus a column _cx_pid: the profile of the row's first key that has one.
+
+    Keys are normalized and looked up once per distinct identifier combination (a few thousand
+    for millions of events), then joined back to the rows null-safely.
+    """
+    idc = ["source", *[k for k in KEY_TYPES if k in t.columns]]
+    tuples = _profile_of_tuples(t.select(*idc).distinct(), key_profiles, country_code)
+    tp = tuples.rename(**{f"_cx_t_{c}": c for c in idc})
+    j = t.left_join(tp, [t[c].identical_to(tp[f"_cx_t_{c}"]) for c in idc])
+    return j.select(*[t[c] for c in t.columns], j._cx_pid)
+
+
+def _profile_of_tuples(t: ir.Table, key_profiles: ir.Table, country_code: str) -> ir.Table:
     keys = row_keys(t, country_code)
     out = t.mutate(**{f"_cx_k_{k}": v for k, v in keys.items()})
     found = []
