@@ -327,3 +327,22 @@ def test_cli_ingest_json_contract_quarantine_and_sources(tmp_path: Path) -> None
     assert len(s) == 1 and s[0]["rows_loaded"] == 3 and s[0]["table"] == "orders"
     table_out = run_cli("quarantine", workspace=ws)
     assert "bad_timestamp" in table_out.stdout
+
+
+def test_ctrl_c_mid_ingest_is_a_sentence_and_changes_nothing(ws_path: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    duckdb.sql(
+        f"COPY (SELECT 'e' || i AS event_id, TIMESTAMP '2025-01-01' + INTERVAL (i) SECOND AS occurred_at, "
+        f"'page_view' AS event_type, 'a' || (i % 50000) AS anonymous_id FROM range(3000000) t(i)) TO '{big}' (HEADER)"
+    )
+    Workspace.open(ws_path).close()
+    before = _all_counts(ws_path)
+    exe = Path(sys.executable).parent / "cxlens"
+    proc = subprocess.Popen([str(exe), "--workspace", str(ws_path), "ingest", "events", str(big), "--no-resolve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Interrupted" in err and "Traceback" not in err
+    assert _all_counts(ws_path) == before

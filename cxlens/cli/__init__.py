@@ -63,28 +63,41 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"cxlens.cli.{_name}").register(app)
 
 
+def _is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C as Python, click (Abort) or DuckDB (InterruptException, 'Query interrupted') reports it."""
+    import duckdb
+
+    return (
+        isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException))
+        or type(exc).__name__ == "Abort"
+        or (isinstance(exc, (duckdb.Error, RuntimeError)) and "interrupted" in str(exc).lower())
+    )
+
+
 def main() -> None:
-    """Console entry point: run the app, print CxlensErrors as one sentence."""
+    """Console entry point: run the app; errors become one sentence on stderr and an exit code."""
     try:
         rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
     except CxlensError as exc:
         print_error(str(exc))
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print_error("Interrupted; nothing was changed by the unfinished step.")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every other ending is sorted here
+        if _is_interrupt(exc):
+            print_error("Interrupted; the unfinished step changed nothing.")
+            sys.exit(130)
+        if isinstance(exc, typer.Exit) or type(exc).__name__ == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
             exc.show()
             sys.exit(exc.exit_code)
-        if os.environ.get("CXLENS_DEBUG"):
+        if os.environ.get("CXLENS_DEBUG") or not isinstance(exc, Exception):
             raise
         print_error(
             f"Unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} — this is a bug in "
             "cxlens; run again with CXLENS_DEBUG=1 to see the details."
         )
         sys.exit(70)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)

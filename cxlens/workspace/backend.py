@@ -90,7 +90,9 @@ class DuckDBBackend(Backend):
             raise WorkspaceError(_explain_open_error(self.path, exc)) from None
         self.raw = self.con.con
         self.raw.execute("SET TimeZone = 'UTC'")
-        self.raw.execute("SET enable_progress_bar = false")
+        # Track progress (the CLI polls query_progress for its bars) but never print DuckDB's own bar.
+        self.raw.execute("SET enable_progress_bar = true")
+        self.raw.execute("SET enable_progress_bar_print = false")
         if memory_limit:
             self.raw.execute(f"SET memory_limit = '{memory_limit}'")
         self._depth = 0
