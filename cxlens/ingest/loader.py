@@ -184,8 +184,20 @@ def _default_mapping(table: str, file_columns: list[str], path: Path) -> Mapping
     return m
 
 
-def _meta_insert(spec: Table) -> str:
-    return ", ".join(q(c) for c in [*spec.column_names, *(m.name for m in META_COLUMNS)])
+def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, rows: str, key: str, source: str, ingest_id: int,
+                now: datetime, *, existing: bool = True) -> int:
+    """INSERT the rows of `rows` (a SELECT with spec's columns, `key` and __attributes) whose key
+    this source has not loaded yet; returns how many went in."""
+    meta = ", ".join(q(c) for c in [*spec.column_names, *(m.name for m in META_COLUMNS)])
+    cols = ", ".join(q(c) for c in spec.column_names)
+    params: list[Any] = [source, ingest_id, now]
+    if existing:
+        rows = f"SELECT p.* FROM ({rows}) p ANTI JOIN (SELECT record_key FROM {spec.name} WHERE source = ?) t ON t.record_key = p.{key}"
+        params.append(source)
+    row = con.execute(
+        f"INSERT INTO {spec.name} ({meta}) SELECT {cols}, NULL, ?, {key}, ?, ?, __attributes FROM ({rows})", params
+    ).fetchone()
+    return int(row[0])
 
 
 def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_id: int, now: datetime) -> int:
@@ -194,7 +206,6 @@ def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_
     The deduplicating window and anti-join only run when they can remove something: they cost a
     hash pass each and scramble row order, which makes the table's compression (and write) slower.
     """
-    cols = ", ".join(q(c) for c in spec.column_names)
     repeats = con.execute(
         f"SELECT count(*) - count(DISTINCT __key) FROM {PARSED} WHERE __problem IS NULL"
     ).fetchone()[0] > 0
@@ -205,15 +216,7 @@ def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_
     if repeats:
         rows = (f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __key ORDER BY rowid) AS __rn "
                 f"FROM {PARSED} WHERE __problem IS NULL) WHERE __rn = 1")
-    params: list[Any] = [source, ingest_id, now]
-    if existing:
-        rows = f"SELECT p.* FROM ({rows}) p ANTI JOIN (SELECT record_key FROM {spec.name} WHERE source = ?) t ON t.record_key = p.__key"
-        params.append(source)
-    row = con.execute(
-        f"INSERT INTO {spec.name} ({_meta_insert(spec)}) SELECT {cols}, NULL, ?, __key, ?, ?, __attributes FROM ({rows})",
-        params,
-    ).fetchone()
-    return int(row[0])
+    return _insert_new(con, spec, rows, "__key", source, ingest_id, now, existing=existing)
 
 
 def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: int, now: datetime) -> tuple[int, int]:
@@ -221,16 +224,13 @@ def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: in
     take the first line's order columns, and revenue = sum(quantity × unit_price) unless the
     export gives the order's revenue (repeated on each line, like its other order columns)."""
     items, orders = TABLES["order_items"], TABLES["orders"]
-    item_cols = items.column_names
-    content = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({q(c)} AS VARCHAR), '')" for c in item_cols) + ")"
-    n_items = con.execute(
-        f"INSERT INTO order_items ({_meta_insert(items)}) "
-        f"SELECT {', '.join(q(c) for c in item_cols)}, NULL, ?, __ikey, ?, ?, __attributes FROM ("
-        f"  SELECT *, {content} || '#' || row_number() OVER (PARTITION BY {content} ORDER BY rowid) AS __ikey"
-        f"  FROM {PARSED} WHERE __problem IS NULL"
-        f") p ANTI JOIN (SELECT record_key FROM order_items WHERE source = ?) t ON t.record_key = p.__ikey",
-        [source, ingest_id, now, source],
-    ).fetchone()[0]
+    content = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({q(c)} AS VARCHAR), '')" for c in items.column_names) + ")"
+    n_items = _insert_new(
+        con, items,
+        f"SELECT *, {content} || '#' || row_number() OVER (PARTITION BY {content} ORDER BY rowid) AS __ikey "
+        f"FROM {PARSED} WHERE __problem IS NULL",
+        "__ikey", source, ingest_id, now,
+    )
     firsts = []
     for c in orders.column_names:
         if c == "order_id":
@@ -241,15 +241,13 @@ def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: in
             firsts.append("coalesce(arg_min(items_count, rowid), CAST(sum(quantity) AS BIGINT)) AS items_count")
         else:
             firsts.append(f"arg_min({q(c)}, rowid) AS {q(c)}")
-    n_orders = con.execute(
-        f"INSERT INTO orders ({_meta_insert(orders)}) "
-        f"SELECT {', '.join(q(c) for c in orders.column_names)}, NULL, ?, order_id, ?, ?, __attributes FROM ("
-        f"  SELECT {', '.join(firsts)}, arg_min(__attributes, rowid) AS __attributes FROM {PARSED}"
-        f"  WHERE __problem IS NULL GROUP BY order_id"
-        f") p ANTI JOIN (SELECT record_key FROM orders WHERE source = ?) t ON t.record_key = p.order_id",
-        [source, ingest_id, now, source],
-    ).fetchone()[0]
-    return int(n_items), int(n_orders)
+    n_orders = _insert_new(
+        con, orders,
+        f"SELECT {', '.join(firsts)}, arg_min(__attributes, rowid) AS __attributes FROM {PARSED} "
+        f"WHERE __problem IS NULL GROUP BY order_id",
+        "order_id", source, ingest_id, now,
+    )
+    return n_items, n_orders
 
 
 def _quarantine(con: duckdb.DuckDBPyConnection, plan: Plan, info: FileInfo, opts: dict[str, Any], table: str,

@@ -52,8 +52,8 @@ def _inlist(expr: str, words: tuple[str, ...]) -> str:
     return f"{expr} IN ({', '.join(lit(w) for w in words)})"
 
 
-def column_sql(col: Column, raw: str, fmt: str | None, *, typed: str | None = None) -> ColumnSQL:
-    """Parse `raw` (a VARCHAR SQL expression) as `col`'s type; `typed` is a native value if any."""
+def column_sql(col: Column, raw: str, fmt: str | None) -> ColumnSQL:
+    """Parse `raw` (a VARCHAR SQL expression) as `col`'s type."""
     blank = f"({raw} IS NULL OR trim({raw}) = '')"
     text = f"NULLIF(trim({raw}), '')"
     checks: list[tuple[str, str]] = []
@@ -66,30 +66,24 @@ def column_sql(col: Column, raw: str, fmt: str | None, *, typed: str | None = No
         if col.name == "survey_type":
             value = f"lower({text})"
     elif col.type == "float64":
-        value = typed if typed else f"TRY_CAST({text} AS DOUBLE)"
+        value = f"TRY_CAST({text} AS DOUBLE)"
         checks.append((f"NOT {blank} AND {value} IS NULL", "bad_number"))
     elif col.type == "int64":
         as_double = f"TRY_CAST({text} AS DOUBLE)"
-        value = typed if typed else f"CASE WHEN {as_double} = round({as_double}) THEN CAST({as_double} AS BIGINT) END"
+        value = f"CASE WHEN {as_double} = round({as_double}) THEN CAST({as_double} AS BIGINT) END"
         checks.append((f"NOT {blank} AND {value} IS NULL", "bad_integer"))
     elif col.type == "boolean":
         low = f"lower({text})"
         value = f"CASE WHEN {_inlist(low, TRUE_WORDS)} THEN true WHEN {_inlist(low, FALSE_WORDS)} THEN false END"
-        if typed:
-            value = typed
         checks.append((f"NOT {blank} AND {value} IS NULL", "bad_boolean"))
     elif col.type == "timestamp":
-        if typed:
-            value = typed
-        elif fmt:
+        if fmt:
             value = f"CAST(try_strptime({text}, {lit(fmt)}) AS TIMESTAMP)"
         else:
             value = iso_timestamp(text)
         checks.append((f"NOT {blank} AND {value} IS NULL", "bad_timestamp"))
     elif col.type == "date":
-        if typed:
-            value = typed
-        elif fmt:
+        if fmt:
             value = f"CAST(try_strptime({text}, {lit(fmt)}) AS DATE)"
         else:
             value = f"COALESCE(TRY_CAST({text} AS DATE), CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE))"
@@ -106,20 +100,3 @@ def score_scale_check(score_value: str, type_value: str) -> str:
     """Failure condition for a survey score outside its type's scale."""
     parts = [f"({type_value} = {lit(t)} AND ({score_value} < {lo} OR {score_value} > {hi}))" for t, (lo, hi) in SURVEY_SCALES.items()]
     return f"({score_value} IS NOT NULL AND ({' OR '.join(parts)}))"
-
-
-def problem_sql(columns: list[ColumnSQL], extra: dict[str, tuple[str, str]] | None = None) -> str:
-    """A CASE giving 'column|reason' for the first failure, NULL for a valid row.
-
-    `extra` adds checks after a named column's own (e.g. the survey scale after `score`).
-    """
-    whens: list[str] = []
-    for c in columns:
-        for cond, reason in c.checks:
-            whens.append(f"WHEN {cond} THEN {lit(c.name + '|' + reason)}")
-        if extra and c.name in extra:
-            cond, reason = extra[c.name]
-            whens.append(f"WHEN {cond} THEN {lit(c.name + '|' + reason)}")
-    if not whens:
-        return "CAST(NULL AS VARCHAR)"
-    return "CASE " + " ".join(whens) + " END"
