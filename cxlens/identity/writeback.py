@@ -69,19 +69,39 @@ def write_profiles(
         if name not in have:
             continue
         if is_duckdb(ws):
-            ws.sql(f'CREATE OR REPLACE TEMP VIEW "{scratch.prefix}_rows" AS SELECT rowid AS {ROWID}, * FROM "{name}"')
-            t = ws.con.table(f"{scratch.prefix}_rows")
-            if ingest_ids is not None:
-                scope = t.ingest_id.isin(ingest_ids)
-                if changed is not None:
-                    scope = scope | t.profile_id.isin(changed.old_pid)
-                t = t.filter(scope)
-            total += _update_duckdb(ws, scratch, name, profile_of_rows(t, usable, country_code))
+            total += _update_in_place(ws, scratch, name, usable, country_code, ingest_ids, changed)
         else:
             total += _rewrite(ws, scratch, name, profile_of_rows(ws.table(name), usable, country_code))
     if "order_items" in have and "orders" in have:
         total += _order_items(ws, scratch)
     return total
+
+
+def _update_in_place(ws: Workspace, scratch: Scratch, name: str, usable: ir.Table, country_code: str,
+                     ingest_ids: list[int] | None, changed: ir.Table | None) -> int:
+    """One UPDATE ... FROM per table: rows in scope take the profile of their identifier combination.
+
+    The combinations (a few per person) are resolved first; joining them back null-safely inside
+    the UPDATE avoids materializing a row-level diff of millions of rows.
+    """
+    t = ws.table(name)
+    idc = ["source", *[k for k in KEY_TYPES if k in t.columns]]
+    scope_sql = "true"
+    if ingest_ids is not None:
+        t = t.filter(t.ingest_id.isin(ingest_ids) if changed is None
+                     else t.ingest_id.isin(ingest_ids) | t.profile_id.isin(changed.old_pid))
+        ids = ", ".join(str(int(i)) for i in ingest_ids) or "NULL"
+        scope_sql = f'"{name}".ingest_id IN ({ids})'
+        if changed is not None:
+            scope_sql = f'({scope_sql} OR "{name}".profile_id IN (SELECT old_pid FROM "{ref(changed)}"))'
+    tuples = scratch.save(_profile_of_tuples(t.select(*idc).distinct(), usable, country_code), "tuples")
+    same = " AND ".join(f'"{name}"."{c}" IS NOT DISTINCT FROM m."{c}"' for c in idc)
+    row = ws.sql(
+        f'UPDATE "{name}" SET profile_id = m._cx_pid FROM "{ref(tuples)}" m '
+        f'WHERE {same} AND "{name}".profile_id IS DISTINCT FROM m._cx_pid AND {scope_sql}'
+    ).fetchone()
+    scratch.drop(tuples)
+    return int(row[0]) if row else 0
 
 
 def _update_duckdb(ws: Workspace, scratch: Scratch, name: str, rows: ir.Table) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from cxlens.profiles.records import CHANNEL_TABLES, person_rows, trimmed
+from cxlens.profiles.records import CHANNEL_TABLES, person_keys, person_rows, trimmed
 from cxlens.workspace import DuckDBBackend, Workspace
 from cxlens.workspace.schema import Column
 
@@ -89,34 +89,39 @@ _IBIS_TYPE = {"string": "string", "timestamp": "timestamp", "int64": "int64", "f
 
 
 def _activity(con: object) -> ir.Table:
-    """Seen times, sources, channels, identifier counts and primary email: one pass over every record.
+    """Seen times, record count, sources and channels (one pass over every record), joined with
+    identifier counts and the primary email (one pass over the distinct identifier combinations).
 
     The primary email is the CRM's (latest loaded CRM row) when there is one, otherwise the email
-    of the person's most recent record: rows are ranked in that order and the first email kept.
+    of the person's most recent record: combinations are ranked in that order and the first kept.
     """
-    rows = person_rows(con)
-    crm = rows.table_name == "customers"
-    email_rank = ibis.row_number().over(
-        group_by="profile_id",
-        order_by=[
-            rows.k_email.isnull(),
-            ibis.ifelse(crm, 0, 1),
-            ibis.desc(ibis.ifelse(crm, rows.loaded_at, rows.at), nulls_first=False),
-            ibis.desc(rows.at, nulls_first=False),
-            rows.k_email,
-        ],
-    )
-    r = rows.mutate(_email_rank=email_rank)
+    r = person_rows(con)
     in_touch = r.table_name.isin(CHANNEL_TABLES) & r.channel.notnull() & (r.channel != "")
-    return r.group_by("profile_id").aggregate(
+    seen = r.group_by("profile_id").aggregate(
         first_seen=r.at.min(),
         last_seen=r.at.max(),
         records=r.count(),
         sources=r.source.collect(distinct=True).sort().join(","),
         channels=r.channel.collect(distinct=True, where=in_touch).sort().join(","),
-        primary_email=r.k_email.argmin(r._email_rank, where=r.k_email.notnull()).substr(len("email:")),
-        **{name: r[f"k_{kt}"].nunique() for name, kt in COUNTED_KEYS.items()},
     )
+    k = person_keys(con)
+    crm = k.table_name == "customers"
+    email_rank = ibis.row_number().over(
+        group_by="profile_id",
+        order_by=[
+            k.k_email.isnull(),
+            ibis.ifelse(crm, 0, 1),
+            ibis.desc(ibis.ifelse(crm, k.loaded_at, k.at), nulls_first=False),
+            ibis.desc(k.at, nulls_first=False),
+            k.k_email,
+        ],
+    )
+    k = k.mutate(_email_rank=email_rank)
+    keys = k.group_by("profile_id").aggregate(
+        primary_email=k.k_email.argmin(k._email_rank, where=k.k_email.notnull()).substr(len("email:")),
+        **{name: k[f"k_{kt}"].nunique() for name, kt in COUNTED_KEYS.items()},
+    )
+    return seen.left_join(keys, "profile_id").drop("profile_id_right")
 
 
 def _orders(con: object) -> ir.Table:

@@ -45,19 +45,17 @@ def trimmed(value: ir.Value) -> ir.StringValue:
 
 
 def person_rows(con: object) -> ir.Table:
-    """One row per resolved record of every person table, with what the profile needs from it.
+    """One row per resolved record of every person table: what the profile needs per record.
 
     Columns: profile_id, table_name, source, at (the record's time), channel (lower-cased, NULL
-    outside CHANNEL_TABLES), loaded_at, and k_<type> for each identity key the record carries.
-    One union serves every per-person aggregate, so each table is scanned once (this matters on
-    Spark, where every scan is a job).
+    outside CHANNEL_TABLES). One union serves every per-person aggregate, so each table is scanned
+    once (this matters on Spark, where every scan is a job). Identity keys are in `person_keys`.
     """
     parts = []
     for name in PERSON_TABLES:
         t = con.table(name)  # type: ignore[attr-defined]
         t = t.filter(t.profile_id.notnull())
         channel = trimmed(t.channel).lower() if name in CHANNEL_TABLES else ibis.null("string")
-        keys = {f"k_{k}": (column_key(t, k) if k in t.columns else ibis.null("string")) for k in KEY_TYPES}
         parts.append(
             t.select(
                 profile_id=t.profile_id.cast("string"),
@@ -65,7 +63,34 @@ def person_rows(con: object) -> ir.Table:
                 source=t.source.cast("string"),
                 at=t[TIME_COLUMNS[name]].cast("timestamp"),
                 channel=channel,
-                loaded_at=t.loaded_at.cast("timestamp"),
+            )
+        )
+    return ibis.union(*parts)
+
+
+def person_keys(con: object) -> ir.Table:
+    """One row per distinct identifier combination of each person's records, per table and source.
+
+    Columns: profile_id, table_name, source, at and loaded_at (the latest of the records with that
+    combination), and k_<type> for each identity key. Millions of events carry a few identifier
+    combinations per person, so keys are normalized per combination, not per record.
+    """
+    parts = []
+    for name in PERSON_TABLES:
+        t = con.table(name)  # type: ignore[attr-defined]
+        t = t.filter(t.profile_id.notnull())
+        ids = [k for k in KEY_TYPES if k in t.columns]
+        combos = t.group_by(["profile_id", "source", *ids]).aggregate(
+            at=t[TIME_COLUMNS[name]].cast("timestamp").max(), loaded_at=t.loaded_at.cast("timestamp").max()
+        )
+        keys = {f"k_{k}": (column_key(combos, k) if k in ids else ibis.null("string")) for k in KEY_TYPES}
+        parts.append(
+            combos.select(
+                profile_id=combos.profile_id.cast("string"),
+                table_name=ibis.literal(name),
+                source=combos.source.cast("string"),
+                at=combos.at,
+                loaded_at=combos.loaded_at,
                 **keys,
             )
         )
