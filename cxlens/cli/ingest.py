@@ -79,6 +79,8 @@ def ingest_command(
     ws = open_workspace(ctx)
     total = sum(f.stat().st_size for f in files if f.is_file())
     show = fmt is Format.table and (total > BIG_INPUT or sys.stderr.isatty())
+    if show:
+        ws.backend.raw.execute("SET enable_progress_bar = true")  # lets _QueryProgress read query_progress()
     failures: list[str] = []
     results = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
