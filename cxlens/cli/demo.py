@@ -62,7 +62,7 @@ def demo_command(
         f"  cxlens -w {ws} identity stats\n"
         f"  cxlens -w {ws} profiles --top 10\n"
         f"  cxlens -w {ws} profile <email or customer id>\n"
-        f"  duckdb {ws}   (every table is plain SQL)"
+        f"  duckdb {ws}   (with the DuckDB CLI: every table is plain SQL)"
     )
 
 
