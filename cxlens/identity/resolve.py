@@ -68,13 +68,18 @@ def resolve(
 
     with ws.transaction(), Scratch(ws) as scratch:
         all_records = graph.record_keys(ws, country_code)
+        if all_records is not None:
+            # Materialized once: the guard needs every record, and a first load (or a full run)
+            # resolves exactly these, so the tables are scanned and normalized only once.
+            all_records = scratch.save(all_records, "all_records")
         all_links = graph.links(ws)
         flags = scratch.save(_flags(ws, all_records, all_links, max_shared), "flags")
         if not full and _flags_differ(ws, flags):
             full = True
         flagged = flags if count(flags) else None
-        scope = None if full else pending
-        records = graph.record_keys(ws, country_code, scope)
+        everything = full or set(pending) >= set(_all_ingests(ws))
+        scope = None if everything else pending
+        records = all_records if scope is None else graph.record_keys(ws, country_code, scope)
         link_rows = graph.links(ws, scope)
 
         parts = [graph.link_edges_clean(link_rows, flagged)]
@@ -173,6 +178,11 @@ def _flag_rows(ws: Workspace, flags: ir.Table, now: ir.Scalar) -> ir.Table:
     old = old.select(okey=old.key, old_at=old.flagged_at)
     j = flags.left_join(old, flags.key == old.okey)
     return j.select("key", "key_type", "distinct_customers", flagged_at=ibis.coalesce(j.old_at, now))
+
+
+def _all_ingests(ws: Workspace) -> list[int]:
+    ids = ws.table("sources").ingest_id
+    return [int(v) for v in ids.to_pyarrow().to_pylist() if v is not None]
 
 
 def _pending_ingests(ws: Workspace) -> list[int]:
