@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from cxlens.cli.context import open_workspace
 from cxlens.cli.output import Format, console, dict_rows, err_console, print_error, print_json, print_rows
 from cxlens.errors import CxlensError, IngestError
 from cxlens.ingest import ingest_file, load_mapping, refresh_identity
-from cxlens.workspace.schema import LOADABLE_TABLES, TABLES
+from cxlens.workspace.schema import LOADABLE_TABLES
 
 BIG_INPUT = 5 << 20
 """Show a progress bar when the files add up to more than this many bytes (or always on a TTY)."""
@@ -92,7 +93,7 @@ def ingest_command(
                 progress.update(_t, description=f"{_f.name}: {name}", completed=0)
 
             try:
-                with _QueryProgress(progress, task, ws.backend.raw) if show else _nullcontext():
+                with _QueryProgress(progress, task, ws.backend.raw) if show else contextlib.nullcontext():
                     r = ingest_file(ws, table, f, mapping=m, source=source, format=file_format, options=options, on_stage=stage)
                 results.append(r)
                 if fmt is Format.json:
@@ -102,7 +103,7 @@ def ingest_command(
                 print_error(str(exc))
             progress.remove_task(task)
         if resolve and results:
-            task = progress.add_task("resolving identities and profiles", total=None)
+            progress.add_task("resolving identities and profiles", total=None)
             refresh_identity(ws)
     ws.close()
     if fmt is Format.table and results:
@@ -117,14 +118,6 @@ def ingest_command(
             console.print(f"{bad:,} rows were quarantined; see them with [bold]cxlens quarantine[/].")
     if failures:
         raise typer.Exit(1)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def quarantine_command(
@@ -212,5 +205,3 @@ def register(app: typer.Typer) -> None:
     app.command("quarantine")(quarantine_command)
     app.command("sources")(sources_command)
 
-
-__all__ = ["register", "TABLES"]

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import ibis
 
-from cxlens.errors import CxlensError, IngestError, WorkspaceError
+from cxlens.errors import IngestError, WorkspaceError
 from cxlens.identity import keys as idkeys
 from cxlens.ingest.mapping import Mapping, identity_mapping, load_mapping
 from cxlens.ingest.plan import Plan, build_plan
@@ -175,7 +175,7 @@ def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
 
 def _default_mapping(table: str, file_columns: list[str], path: Path) -> Mapping:
     m = identity_mapping(table, file_columns)
-    missing = [c for c in target_table(table).required if c not in m.columns and c != "event_id"]
+    missing = [c for c in target_table(table).required if c not in m.columns]
     if missing:
         raise IngestError(
             f"{path.name} has no column `{missing[0]}`, which {table} requires "
@@ -337,4 +337,4 @@ def _first(exc: Exception) -> str:
     return (lines[0] if lines else type(exc).__name__).rstrip(".")
 
 
-__all__ = ["IngestResult", "ingest", "ingest_file", "refresh_identity", "CxlensError"]
+__all__ = ["IngestResult", "ingest", "ingest_file", "refresh_identity"]

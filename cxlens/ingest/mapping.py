@@ -136,7 +136,7 @@ def load_mapping(path: str | Path) -> Mapping:
         if table:
             spec = target_table(table)
             for req in spec.required:
-                if req not in columns and not (req == "event_id"):
+                if req not in columns:
                     problems.add(cnode, f"required column `{req}` of {table} is not mapped")
 
     identifiers: dict[str, str] = {}
