@@ -37,6 +37,10 @@ class SimulationError(CxlensError):
     """The simulation parameters are invalid."""
 
 
+class StatsError(CxlensError):
+    """A statistic was asked for with inputs it cannot use (unknown kind, counts that do not fit it)."""
+
+
 class UsageError(CxlensError):
     """A command was called with arguments that do not fit together."""
 
