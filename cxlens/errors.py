@@ -45,3 +45,11 @@ class UsageError(CxlensError):
     """A command was called with arguments that do not fit together."""
 
     exit_code = 2
+
+
+class MetricError(CxlensError):
+    """A metric, dimension, grain or segment was asked for that does not exist or does not fit."""
+
+
+class DefinitionError(CxlensError):
+    """A metrics/dimensions/segments YAML file is malformed; every problem is listed with file:line."""

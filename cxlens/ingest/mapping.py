@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from cxlens.errors import MappingError
+from cxlens.yamlfile import Problems, compose, scalar
 from cxlens.workspace.schema import LOADABLE_TABLES, IDENTITY_COLUMNS, target_table
 
 READ_OPTIONS = {"delimiter", "quote", "escape", "encoding", "header", "skip", "format"}
@@ -62,44 +63,11 @@ def identity_mapping(table: str, file_columns: list[str]) -> Mapping:
     return Mapping(table=table, source=None, columns=cols)
 
 
-class _Problems:
-    def __init__(self, path: Path):
-        self.path = path
-        self.items: list[str] = []
-
-    def add(self, node: yaml.Node | None, message: str) -> None:
-        where = f"{self.path}:{node.start_mark.line + 1}" if node is not None else str(self.path)
-        self.items.append(f"{where}: {message}")
-
-    def raise_if_any(self) -> None:
-        if len(self.items) == 1:
-            raise MappingError(f"The mapping {self.items[0]}")
-        if self.items:
-            raise MappingError(
-                f"The mapping {self.path} has {len(self.items)} problems: " + "; ".join(self.items)
-            )
-
-
-def _scalar(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node)) if node is not None else None
-
-
 def load_mapping(path: str | Path) -> Mapping:
     """Parse and check a mapping file's structure (columns are checked against the file later)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MappingError(f"The mapping file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(f"Cannot read the mapping file {path}: {exc}.") from None
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise MappingError(f"The mapping {path}{line} is not valid YAML ({getattr(exc, 'problem', exc)}).") from None
-    problems = _Problems(path)
+    root = compose(path, MappingError, "mapping")
+    problems = Problems(path, MappingError, "mapping")
     if not isinstance(root, yaml.MappingNode):
         problems.add(root, "must be a YAML mapping with at least `table` and `columns`")
         problems.raise_if_any()
@@ -108,14 +76,14 @@ def load_mapping(path: str | Path) -> Mapping:
         if key_node.value not in {"table", "source", "columns", "identifiers", "filters", "options"}:
             problems.add(key_node, f"unknown key `{key_node.value}` (valid: table, source, columns, identifiers, filters, options)")
 
-    table = _scalar(nodes.get("table"))
+    table = scalar(nodes.get("table"))
     if table is None:
         problems.add(root, "`table` is missing")
     elif table not in LOADABLE_TABLES:
         problems.add(nodes["table"], f"unknown table `{table}` (valid: {', '.join(LOADABLE_TABLES)})")
         table = None
 
-    source = _scalar(nodes.get("source"))
+    source = scalar(nodes.get("source"))
     if source is not None and (not isinstance(source, str) or not re.match(r"^[A-Za-z0-9_.-]+$", source)):
         problems.add(nodes["source"], f"`source` must be a short name of letters, digits, _ . - (got {source!r})")
 
@@ -153,11 +121,11 @@ def load_mapping(path: str | Path) -> Mapping:
                 else:
                     identifiers[k.value] = v.value
 
-    filters = _scalar(nodes.get("filters"))
+    filters = scalar(nodes.get("filters"))
     if filters is not None and not isinstance(filters, str):
         problems.add(nodes["filters"], "`filters` must be one SQL condition over source columns")
 
-    options = _scalar(nodes.get("options")) or {}
+    options = scalar(nodes.get("options")) or {}
     if not isinstance(options, dict):
         problems.add(nodes["options"], "`options` must be a mapping")
         options = {}
@@ -171,14 +139,14 @@ def load_mapping(path: str | Path) -> Mapping:
                    filters=filters, options=options, path=path)
 
 
-def _column_source(node: yaml.Node, name: str, problems: _Problems) -> ColumnSource | None:
+def _column_source(node: yaml.Node, name: str, problems: Problems) -> ColumnSource | None:
     if isinstance(node, yaml.ScalarNode):
         if not node.value:
             problems.add(node, f"`{name}` names no source column")
             return None
         return ColumnSource(column=node.value)
     if isinstance(node, yaml.MappingNode):
-        spec = _scalar(node)
+        spec = scalar(node)
         unknown = set(spec) - {"column", "format", "expr"}
         if unknown:
             problems.add(node, f"`{name}` has unknown keys {sorted(unknown)} (valid: column, format, expr)")

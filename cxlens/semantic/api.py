@@ -1,0 +1,82 @@
+"""The Python API of the semantic layer: `measure()` a metric from a workspace.
+
+    from cxlens.semantic import measure
+    result = measure(ws, "nps", grain="quarter", by=["channel"])
+    result.frame        # pandas: period_start, channel, value, n, promoters, ...
+    result.to_json()    # the `cxlens metrics show --format json` contract
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from cxlens.semantic.compile import KEY_PERIOD, compile_query, execute
+from cxlens.semantic.model import Metric, Query
+from cxlens.semantic.registry import Catalog, definitions_path
+
+PUBLIC_EXTRA = ("numerator", "denominator")
+INTERNAL = ("sum", "sum_sq")
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric's values per period and dimension value, with the statistics behind them."""
+
+    metric: Metric
+    query: Query
+    frame: pd.DataFrame
+
+    @property
+    def keys(self) -> list[str]:
+        return ([KEY_PERIOD] if self.query.grain != "all" else []) + list(self.query.by)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Rows as plain JSON values: dates as YYYY-MM-DD, missing values as None (never NaN)."""
+        extras = [name for name, _ in self.metric.extras]
+        cols = [*self.keys, "value", "n", *[c for c in PUBLIC_EXTRA if c in self.frame.columns], *extras]
+        out = []
+        for rec in self.frame[cols].to_dict(orient="records"):
+            out.append({k: _plain(v) for k, v in rec.items()})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.metric
+        return {"metric": m.id, "grain": self.query.grain, "label": m.label, "unit": m.unit,
+                "direction": m.direction, "timing": m.timing, "rows": self.rows()}
+
+
+def _plain(v: Any) -> Any:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else v
+    if hasattr(v, "item"):
+        return _plain(v.item())
+    return v
+
+
+def catalog_for(ws: Any) -> Catalog:
+    """Built-in definitions plus the workspace's definitions file, if any."""
+    return Catalog.load(definitions_path(getattr(ws, "path", None)))
+
+
+def measure(ws: Any, metric: str, *, grain: str | None = None, by: Sequence[str] = (), since: str | date | None = None,
+            until: str | date | None = None, where: str | None = None, catalog: Catalog | None = None) -> MetricResult:
+    """Compute one metric in the workspace's engine."""
+    catalog = catalog or catalog_for(ws)
+    m = catalog.metric(metric)
+    by = tuple(by)
+    if m.share_over and not any(d in m.share_over for d in by):
+        by = (*by, m.share_over[0])
+    q = Query(metric=metric, grain=grain or m.default_grain, by=by, since=since, until=until, where=where)  # type: ignore[arg-type]
+    ctx = catalog.context(ws.table)
+    expr = compile_query(ctx, catalog, q)
+    return MetricResult(m, q, execute(expr, m, q))

@@ -1,0 +1,125 @@
+"""The catalogue a workspace sees: built-in metrics and dimensions plus the user's definitions file.
+
+Users add metrics, dimensions and segments in a YAML file next to the workspace
+(`cxlens.metrics.yml` beside `cxlens.duckdb`); built-ins and user entries are the same objects
+and go through the same compiler, so a user's metric behaves like a built-in one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+
+from cxlens.errors import MetricError
+from cxlens.semantic.catalogue import CATALOGUE
+from cxlens.semantic.dimensions import BUILT_IN_DIMENSIONS, profile_attributes
+from cxlens.semantic.expressions import compile_expr
+from cxlens.semantic.model import Dimension, EngagementSettings, Metric, Segment
+from cxlens.semantic.sources import SOURCES, Context
+
+DEFINITIONS_SUFFIX = ".metrics.yml"
+
+
+def definitions_path(workspace_path: Path | None) -> Path | None:
+    """`cxlens.metrics.yml` next to `cxlens.duckdb` (None for a workspace without a file)."""
+    if workspace_path is None:
+        return None
+    return workspace_path.with_name(workspace_path.stem + DEFINITIONS_SUFFIX)
+
+
+@dataclass
+class Catalog:
+    """Metrics, dimensions and segments by id."""
+
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    dimensions: dict[str, Dimension] = field(default_factory=dict)
+    segments: dict[str, Segment] = field(default_factory=dict)
+    engagement: EngagementSettings = field(default_factory=EngagementSettings)
+    lifespan_days: int = 365
+    path: Path | None = None
+
+    @classmethod
+    def built_in(cls) -> "Catalog":
+        return cls(metrics={m.id: m for m in CATALOGUE}, dimensions={d.id: d for d in BUILT_IN_DIMENSIONS})
+
+    @classmethod
+    def load(cls, path: Path | None) -> "Catalog":
+        """Built-ins plus the definitions file at `path` when it exists (validated as a whole first)."""
+        catalog = cls.built_in()
+        if path is not None and path.exists():
+            from cxlens.semantic.definitions import load_definitions
+
+            load_definitions(path, catalog)
+            catalog.path = path
+        return catalog
+
+    def metric(self, metric_id: str) -> Metric:
+        if metric_id not in self.metrics:
+            close = [m for m in self.metrics if metric_id.lower() in m or m in metric_id.lower()]
+            hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
+            raise MetricError(f"There is no metric {metric_id!r}.{hint} `cxlens metrics list` shows them all.")
+        return self.metrics[metric_id]
+
+    def dimensions_for(self, metric: Metric) -> list[str]:
+        """The dimensions a metric can be cut by: those every measure's source offers (or declared ones)."""
+        measures = [m for m in (metric.measure, metric.numerator, metric.denominator) if m is not None]
+        offered: list[str] = []
+        for d in self.dimensions.values():
+            ok = True
+            for m in measures:
+                src = SOURCES.get(m.source)
+                person = src.person if src else False
+                if m.column_for(d.id):
+                    continue
+                if d.id == "segment":
+                    ok = ok and person and bool(self.segments)
+                elif d.profile is not None:
+                    ok = ok and person
+                else:
+                    ok = ok and d.column_for(m.source) is not None
+            if ok:
+                offered.append(d.id)
+        if metric.dimensions is not None:
+            offered = [d for d in offered if d in metric.dimensions or self.dimensions[d].origin != "built-in"]
+        return offered
+
+    def with_metric(self, metric: Metric) -> None:
+        self.metrics[metric.id] = metric
+
+    def profile_attributes(self, ctx: Context) -> ir.Table:
+        return profile_attributes(ctx)
+
+    def profile_filter(self, ctx: Context, where: str) -> ir.Table:
+        """Profiles in a named segment, or matching an expression over profile features."""
+        from cxlens.semantic.segments import profile_features
+
+        features = profile_features(ctx, self)
+        text = self.segments[where].where if where in self.segments else where
+        label = f"segment {where}" if where in self.segments else "--where"
+        try:
+            cond = compile_expr(text, features, where=label)
+        except MetricError as exc:
+            names = ", ".join(self.segments) or "none declared"
+            raise MetricError(f"{exc} (--where takes a segment name — {names} — or a condition over profile features.)") from None
+        return features.filter(cond).select("profile_id")
+
+    def segment_members(self, ctx: Context) -> ir.Table:
+        """(profile_id, segment) for every declared segment; a profile may be in several."""
+        if not self.segments:
+            raise MetricError("No segments are declared; add a `segments:` list to the definitions file "
+                              f"({self.path or 'cxlens.metrics.yml next to the workspace'}).")
+        from cxlens.semantic.segments import profile_features
+
+        features = profile_features(ctx, self)
+        parts = [features.filter(compile_expr(s.where, features, where=f"segment {s.id} ({s.origin})"))
+                 .select(profile_id=features.profile_id, segment=ibis.literal(s.id)) for s in self.segments.values()]
+        return ibis.union(*parts) if len(parts) > 1 else parts[0]
+
+    def context(self, table: object) -> Context:
+        return Context(table, self.engagement, self.lifespan_days)  # type: ignore[arg-type]
+
+    def replace_engagement(self, **weights: float) -> None:
+        self.engagement = replace(self.engagement, **weights)

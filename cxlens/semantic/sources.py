@@ -1,0 +1,309 @@
+"""Semantic sources: the row sets metrics aggregate, each with a time column `ts`.
+
+Most are a canonical table with a filter (valid orders, survey answers); some are built in the
+engine from several tables (sessions, support cases, acquisition cohorts, period-over-period
+retention, engagement). Definitions are in docs/metric-definitions.md; this module is the one
+place that turns them into Ibis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from cxlens.semantic.expressions import compile_expr
+from cxlens.semantic.model import TRUNCATE_UNIT, EngagementSettings
+from cxlens.semantic.sessions import build_sessions
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a source is built for: the grain (for period-based sources) and the row dimensions asked."""
+
+    grain: str
+    row_dims: tuple[tuple[str, str], ...] = ()
+    """(dimension id, column) pairs the source must carry from the rows it derives from."""
+    window: tuple[datetime, datetime] | None = None
+    """For a baseline window [start, end): period-based sources treat it as the one period."""
+
+
+class Context:
+    """The workspace's tables plus settings and a cache of the sources built so far."""
+
+    def __init__(self, table: Callable[[str], ir.Table], engagement: EngagementSettings | None = None,
+                 lifespan_days: int = 365):
+        self.table = table
+        self.engagement = engagement or EngagementSettings()
+        self.lifespan_days = lifespan_days
+        self._cache: dict[tuple[str, Request], ir.Table] = {}
+        self._scalars: dict[str, object] = {}
+
+    def source(self, name: str, request: Request) -> ir.Table:
+        key = (name, request if SOURCES[name].periodic or SOURCES[name].derived_dims else Request("all"))
+        if key not in self._cache:
+            self._cache[key] = SOURCES[name].build(self, request)
+        return self._cache[key]
+
+    def scalar(self, name: str, compute: Callable[[], object]) -> object:
+        """A small value computed once per context (e.g. whether any order has a cost)."""
+        if name not in self._scalars:
+            self._scalars[name] = compute()
+        return self._scalars[name]
+
+
+def truncate(ts: ir.TimestampValue, grain: str) -> ir.TimestampValue:
+    return ts.truncate(TRUNCATE_UNIT[grain])
+
+
+def step(grain: str) -> ir.IntervalScalar:
+    """One period of a grain as an interval (a quarter is three months)."""
+    return {
+        "day": ibis.interval(days=1), "week": ibis.interval(days=7), "month": ibis.interval(months=1),
+        "quarter": ibis.interval(months=3), "year": ibis.interval(years=1),
+    }[grain]
+
+
+def valid_orders(ctx: Context) -> ir.Table:
+    o = ctx.table("orders")
+    o = o.filter(o.status.isnull() | (o.status == "completed"))
+    return o.mutate(ts=o.ordered_at, margin=o.revenue - o.cost, has_coupon=(o.coupon_code.notnull() & (o.coupon_code != "")).cast("int64"),
+                    is_store=(o.channel == "store").cast("int64"))
+
+
+def _orders(ctx: Context, req: Request) -> ir.Table:
+    return valid_orders(ctx)
+
+
+def _order_outcomes(ctx: Context, req: Request) -> ir.Table:
+    o = ctx.table("orders")
+    o = o.filter(o.status.isnull() | o.status.isin(["completed", "returned"]))
+    return o.mutate(ts=o.ordered_at, returned=(o.status == "returned").cast("int64"))
+
+
+def _events(ctx: Context, req: Request) -> ir.Table:
+    e = ctx.table("events")
+    return e.mutate(ts=e.occurred_at)
+
+
+def _sessions(ctx: Context, req: Request) -> ir.Table:
+    return build_sessions(ctx.table("events"))
+
+
+def _surveys(ctx: Context, req: Request) -> ir.Table:
+    s = ctx.table("survey_responses")
+    nps = ibis.cases((s.score >= 9, 1), (s.score <= 6, -1), else_=0)
+    return s.mutate(ts=s.responded_at, nps_y=nps, satisfied=(s.score >= 4).cast("int64"),
+                    promoter=(s.score >= 9).cast("int64"), detractor=(s.score <= 6).cast("int64"),
+                    passive=((s.score > 6) & (s.score < 9)).cast("int64"))
+
+
+def _interactions(ctx: Context, req: Request) -> ir.Table:
+    i = ctx.table("interactions")
+    return i.mutate(ts=i.started_at, transferred=(i.transfers.fill_null(0) > 0).cast("int64"))
+
+
+def _cases(ctx: Context, req: Request) -> ir.Table:
+    i = ctx.table("interactions")
+    i = i.mutate(case_key=i.source + ":" + ibis.coalesce(i.case_id, i.interaction_id))
+    order = [i.started_at, i.interaction_id]
+    agg = i.group_by(i.case_key).aggregate(
+        ts=i.started_at.min(),
+        contacts=i.count(),
+        channels=i.channel.nunique(),
+        transfers=i.transfers.fill_null(0).sum(),
+        resolved=i.resolved.cast("int64").last(order_by=order),
+        profile_id=i.profile_id.first(order_by=order, include_null=False),
+        channel=i.channel.first(order_by=order),
+        topic=i.topic.first(order_by=order),
+    )
+    return agg.mutate(
+        fcr=((agg.contacts == 1) & (agg.resolved.fill_null(0) == 1)).cast("int64"),
+        repeat=(agg.contacts >= 2).cast("int64"),
+        switched=(agg.channels >= 2).cast("int64"),
+    )
+
+
+def _store_traffic(ctx: Context, req: Request) -> ir.Table:
+    s = ctx.table("store_traffic")
+    return s.mutate(ts=s.day.cast("timestamp"))
+
+
+def _acquisition_costs(ctx: Context, req: Request) -> ir.Table:
+    c = ctx.table("costs")
+    c = c.filter(c.kind == "acquisition")
+    return c.mutate(ts=c.incurred_on.cast("timestamp"))
+
+
+def _subscriptions(ctx: Context, req: Request) -> ir.Table:
+    """Units of contractual churn: (subscription, period) for subscriptions active at the period's start."""
+    s = ctx.table("subscriptions")
+    if req.window is not None:
+        periods = ibis.memtable({"ts": [req.window[0]], "next_ts": [req.window[1]]})
+        periods = periods.mutate(ts=periods.ts.cast("timestamp"), next_ts=periods.next_ts.cast("timestamp"))
+        j = s.join(periods, [s.started_at < periods.ts, s.ended_at.isnull() | (s.ended_at >= periods.ts)])
+        return j.mutate(ended=(j.ended_at.notnull() & (j.ended_at < j.next_ts)).cast("int64")).drop("next_ts")
+    bounds = s.aggregate(lo=s.started_at.min(), hi=ibis.greatest(s.started_at.max(), s.ended_at.max())).execute()
+    if bounds.empty or bounds.lo.isnull().iloc[0]:
+        return s.mutate(ts=s.started_at, ended=ibis.literal(0)).filter(ibis.literal(False))
+    starts = _period_starts(bounds.lo.iloc[0].to_pydatetime(), bounds.hi.iloc[0].to_pydatetime(), req.grain)
+    periods = ibis.memtable({"ts": starts}).mutate(ts=ibis._.ts.cast("timestamp"))
+    periods = periods.mutate(next_ts=periods.ts + step(req.grain))
+    j = s.join(periods, [s.started_at < periods.ts, s.ended_at.isnull() | (s.ended_at >= periods.ts)])
+    return j.mutate(ended=(j.ended_at.notnull() & (j.ended_at < j.next_ts)).cast("int64")).drop("next_ts")
+
+
+def _period_starts(lo: datetime, hi: datetime, grain: str) -> list[datetime]:
+    """Every period start from lo's period to hi's period, computed in Python (a handful of values)."""
+    def floor(d: datetime) -> datetime:
+        d = d.replace(hour=0, minute=0, second=0, microsecond=0)
+        if grain == "week":
+            return d - timedelta(days=d.weekday())
+        if grain in ("month", "quarter", "year"):
+            month = 1 if grain == "year" else (d.month if grain == "month" else 3 * ((d.month - 1) // 3) + 1)
+            return d.replace(month=month, day=1)
+        return d
+
+    def advance(d: datetime) -> datetime:
+        if grain == "day":
+            return d + timedelta(days=1)
+        if grain == "week":
+            return d + timedelta(days=7)
+        months = {"month": 1, "quarter": 3, "year": 12}[grain]
+        m = d.month - 1 + months
+        return d.replace(year=d.year + m // 12, month=m % 12 + 1)
+
+    out, cur, end = [], floor(lo), floor(hi)
+    while cur <= end:
+        out.append(cur)
+        cur = advance(cur)
+    return out
+
+
+def _cohorts(ctx: Context, req: Request) -> ir.Table:
+    """One row per customer at their first valid order, with lifespan and historical CLV."""
+    o = valid_orders(ctx)
+    o = o.filter(o.profile_id.notnull())
+    use_margin = bool(ctx.scalar("orders_have_cost", lambda: int(o.cost.count().execute()) > 0))
+    amount = o.margin if use_margin else o.revenue
+    order = [o.ordered_at, o.order_id]
+    w = ibis.window(group_by=o.profile_id)
+    o = o.mutate(first_at=o.ordered_at.min().over(w), amount=amount,
+                 rn=ibis.row_number().over(group_by=o.profile_id, order_by=order))
+    horizon = o.first_at + ibis.interval(days=ctx.lifespan_days)
+    per = o.group_by(o.profile_id).aggregate(
+        ts=o.ordered_at.min(),
+        last_at=o.ordered_at.max(),
+        clv=ibis.ifelse(o.ordered_at < horizon, o.amount.fill_null(0), 0).sum(),
+    )
+    firsts = o.filter(o.rn == 0)
+    dims = {dim: compile_expr(col, firsts, where=f"dimension {dim}") for dim, col in req.row_dims}
+    firsts = firsts.select(profile_id=firsts.profile_id, **dims)
+    per = per.join(firsts, "profile_id")
+    return per.mutate(lifespan_days=(per.last_at.epoch_seconds() - per.ts.epoch_seconds()) / 86_400.0).drop("last_at")
+
+
+def _retention(ctx: Context, req: Request) -> ir.Table:
+    """(customer, period P) for customers active in the period before P: retained in P or not."""
+    o = valid_orders(ctx)
+    o = o.filter(o.profile_id.notnull())
+    if req.window is not None:
+        return _retention_window(o, req)
+    o = o.mutate(period=truncate(o.ts, req.grain))
+    dim_cols = {dim: compile_expr(col, o, where=f"dimension {dim}") for dim, col in req.row_dims}
+    prev = o.select(profile_id=o.profile_id, period=o.period, **dim_cols).distinct()
+    cur = o.select(cur_profile=o.profile_id, cur_period=o.period).distinct()
+    last = o.aggregate(last=o.period.max())
+    prev = prev.mutate(ts=prev.period + step(req.grain)).drop("period")
+    prev = prev.cross_join(last).filter(lambda t: t.ts <= t.last).drop("last")
+    j = prev.left_join(cur, [prev.profile_id == cur.cur_profile, prev.ts == cur.cur_period])
+    return j.mutate(retained=j.cur_profile.notnull().cast("int64")).drop("cur_profile", "cur_period")
+
+
+def _retention_window(o: ir.Table, req: Request) -> ir.Table:
+    """Retention for one window [s, e): customers active in the equally long window before it."""
+    assert req.window is not None
+    s, e = req.window
+    before = s - (e - s)
+    prev = o.filter((o.ts >= before) & (o.ts < s))
+    prev = prev.select(profile_id=prev.profile_id, **{dim: compile_expr(col, prev, where=f"dimension {dim}") for dim, col in req.row_dims}).distinct()
+    cur = o.filter((o.ts >= s) & (o.ts < e)).select(cur_profile=o.profile_id).distinct()
+    j = prev.left_join(cur, prev.profile_id == cur.cur_profile)
+    return j.mutate(ts=ibis.literal(s).cast("timestamp"), retained=j.cur_profile.notnull().cast("int64")).drop("cur_profile")
+
+
+def _engagement(ctx: Context, req: Request) -> ir.Table:
+    """One row per customer and period with activity, scored as in docs/metric-definitions.md."""
+    e, g = ctx.engagement, req.grain
+    sessions = ctx.source("sessions", Request("all")).filter(lambda s: s.profile_id.notnull())
+    ev = ctx.table("events")
+    msgs = ev.filter(ev.event_type.isin(["message_sent", "message_opened", "message_clicked"]) & ev.profile_id.notnull())
+    orders = valid_orders(ctx).filter(lambda o: o.profile_id.notnull())
+    zero = ibis.literal(0, "int64")
+    acts = ibis.union(
+        sessions.select(profile_id=sessions.profile_id, ts=sessions.ts, last=sessions.ts, sessions=ibis.literal(1, "int64"),
+                        pages=sessions.pages.cast("int64"), sent=zero, engaged=zero),
+        msgs.select(profile_id=msgs.profile_id, ts=msgs.occurred_at, last=msgs.occurred_at, sessions=zero, pages=zero,
+                    sent=(msgs.event_type == "message_sent").cast("int64"),
+                    engaged=(msgs.event_type != "message_sent").cast("int64")),
+        orders.select(profile_id=orders.profile_id, ts=orders.ts, last=orders.ts, sessions=zero, pages=zero, sent=zero, engaged=zero),
+    )
+    latest = acts.aggregate(latest=acts.last.max())
+    if req.window is not None:
+        acts = acts.filter((acts.ts >= req.window[0]) & (acts.ts < req.window[1]))
+        period = ibis.literal(req.window[0]).cast("timestamp")
+    else:
+        period = truncate(acts.ts, g) if g != "all" else ibis.literal(datetime(1970, 1, 1)).cast("timestamp")
+    acts = acts.mutate(period=period)
+    per = acts.group_by(["profile_id", "period"]).aggregate(
+        last=acts.last.max(), sessions=acts.sessions.sum(), pages=acts.pages.sum(), sent=acts.sent.sum(),
+        engaged=acts.engaged.sum(),
+    )
+    per = per.cross_join(latest)
+    if req.window is not None:
+        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), per.latest)
+    else:
+        ref = per.latest if g == "all" else ibis.least(per.period + step(g), per.latest)
+    r = (ref.epoch_seconds() - per.last.epoch_seconds()) / 86_400.0
+    depth = ibis.ifelse(per.sessions > 0, per.pages / per.sessions, 0.0)
+    msg = ibis.ifelse(per.sent > 0, ibis.least(per.engaged / per.sent, 1.0), 0.0)
+    recency = (-math.log(2) * r / e.half_life_days).exp()
+    total = e.recency + e.frequency + e.depth + e.messages
+    score = 100.0 * (e.recency * recency + e.frequency * ibis.least(per.sessions / e.sessions_cap, 1.0)
+                     + e.depth * ibis.least(depth / e.pages_cap, 1.0) + e.messages * msg) / total
+    return per.mutate(ts=per.period, score=score).drop("latest", "period")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named row set metrics can aggregate, with what it is and which dimensions it carries."""
+
+    name: str
+    description: str
+    build: Callable[[Context, Request], ir.Table]
+    person: bool = True
+    periodic: bool = False
+    """Built per grain (period-over-period units)."""
+    derived_dims: bool = False
+    """Row dimensions must be requested at build time (they come from rows the source derives from)."""
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source("orders", "Valid orders (status completed or missing); time = ordered_at.", _orders),
+    Source("order_outcomes", "Completed and returned orders; time = ordered_at.", _order_outcomes),
+    Source("events", "All events; time = occurred_at.", _events),
+    Source("sessions", "Web and app sessions built from events; time = first event.", _sessions),
+    Source("surveys", "Survey answers; time = responded_at.", _surveys),
+    Source("interactions", "Support contacts; time = started_at.", _interactions),
+    Source("cases", "Support cases (case_id, or one interaction); time = first contact.", _cases),
+    Source("store_traffic", "Store door counts; time = day.", _store_traffic, person=False),
+    Source("acquisition_costs", "Costs of kind acquisition; time = incurred_on.", _acquisition_costs, person=False),
+    Source("subscriptions", "Subscriptions active at a period's start, per period.", _subscriptions, periodic=True),
+    Source("cohorts", "Customers at their first valid order, with lifespan and historical CLV.", _cohorts, derived_dims=True),
+    Source("retention", "Customers active in the previous period, per period.", _retention, periodic=True, derived_dims=True),
+    Source("engagement", "Customers with activity, per period, with their engagement score.", _engagement, periodic=True),
+)}
