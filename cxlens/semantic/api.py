@@ -68,15 +68,31 @@ def catalog_for(ws: Any) -> Catalog:
     return Catalog.load(definitions_path(getattr(ws, "path", None)))
 
 
+class Measurer:
+    """Measures many metrics on one workspace, building each derived source (sessions, cases) once.
+
+        m = Measurer(ws)
+        for metric_id in m.catalog.metrics:
+            m.measure(metric_id, grain="month")
+    """
+
+    def __init__(self, ws: Any, catalog: Catalog | None = None):
+        self.ws = ws
+        self.catalog = catalog or catalog_for(ws)
+        self.context = self.catalog.context(ws.table, materialize=True)
+
+    def measure(self, metric: str, *, grain: str | None = None, by: Sequence[str] = (), since: str | date | None = None,
+                until: str | date | None = None, where: str | None = None) -> MetricResult:
+        """Compute one metric in the workspace's engine."""
+        m = self.catalog.metric(metric)
+        by = tuple(by)
+        if m.share_over and not any(d in m.share_over for d in by):
+            by = (*by, m.share_over[0])
+        q = Query(metric=metric, grain=grain or m.default_grain, by=by, since=since, until=until, where=where)  # type: ignore[arg-type]
+        return MetricResult(m, q, execute(compile_query(self.context, self.catalog, q), m, q))
+
+
 def measure(ws: Any, metric: str, *, grain: str | None = None, by: Sequence[str] = (), since: str | date | None = None,
             until: str | date | None = None, where: str | None = None, catalog: Catalog | None = None) -> MetricResult:
-    """Compute one metric in the workspace's engine."""
-    catalog = catalog or catalog_for(ws)
-    m = catalog.metric(metric)
-    by = tuple(by)
-    if m.share_over and not any(d in m.share_over for d in by):
-        by = (*by, m.share_over[0])
-    q = Query(metric=metric, grain=grain or m.default_grain, by=by, since=since, until=until, where=where)  # type: ignore[arg-type]
-    ctx = catalog.context(ws.table)
-    expr = compile_query(ctx, catalog, q)
-    return MetricResult(m, q, execute(expr, m, q))
+    """Compute one metric in the workspace's engine (use a Measurer for many)."""
+    return Measurer(ws, catalog).measure(metric, grain=grain, by=by, since=since, until=until, where=where)

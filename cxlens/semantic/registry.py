@@ -118,8 +118,8 @@ class Catalog:
                  .select(profile_id=features.profile_id, segment=ibis.literal(s.id)) for s in self.segments.values()]
         return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
-    def context(self, table: object) -> Context:
-        return Context(table, self.engagement, self.lifespan_days)  # type: ignore[arg-type]
+    def context(self, table: object, *, materialize: bool = False) -> Context:
+        return Context(table, self.engagement, self.lifespan_days, materialize=materialize)  # type: ignore[arg-type]
 
     def replace_engagement(self, **weights: float) -> None:
         self.engagement = replace(self.engagement, **weights)

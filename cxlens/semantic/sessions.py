@@ -10,6 +10,8 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
+from cxlens.semantic.ordered import first_values
+
 NON_SESSION_EVENTS: tuple[str, ...] = (
     "message_sent", "message_opened", "message_clicked", "message_unsubscribed", "ad_impression", "ad_click",
     "store_visit", "coupon_redeemed", "loyalty_enrolled", "survey_sent",
@@ -55,20 +57,21 @@ def channel_group(medium: ir.StringValue, source: ir.StringValue, host: ir.Strin
 def build_sessions(events: ir.Table) -> ir.Table:
     """One row per session with its time, visitor, first-touch attributes and outcomes."""
     ev = events.filter(~events.event_type.isin(NON_SESSION_EVENTS))
-    visitor = ibis.coalesce(ev.anonymous_id, ev.source + ":" + ev.customer_id, ev.profile_id)
-    ev = ev.mutate(visitor=visitor)
-    with_id = ev.filter(ev.session_id.notnull()).mutate(session_key=ev.source + ":" + ev.session_id)
+    ev = ev.select(*SESSION_COLUMNS, visitor=ibis.coalesce(ev.anonymous_id, ev.source + ":" + ev.customer_id, ev.profile_id))
+    with_id = ev.filter(ev.session_id.notnull())
+    with_id = with_id.mutate(session_key=with_id.source + ":" + with_id.session_id)
+    rank = ibis.row_number().over(group_by=with_id.session_key, order_by=[with_id.occurred_at, with_id.event_id])
+    with_id = with_id.mutate(first=(rank == 0).cast("int64"))
     loose = ev.filter(ev.session_id.isnull() & ev.visitor.notnull())
     order = [loose.occurred_at, loose.event_id]
-    w = ibis.window(group_by=loose.visitor, order_by=order)
-    gap = loose.occurred_at.epoch_seconds() - loose.occurred_at.lag().over(w).epoch_seconds()
-    loose = loose.mutate(starts=ibis.ifelse(gap.isnull() | (gap > INACTIVITY_SECONDS), 1, 0))
-    number = loose.starts.sum().over(ibis.cumulative_window(group_by=loose.visitor, order_by=[loose.occurred_at, loose.event_id]))
-    loose = loose.mutate(session_key="~" + loose.visitor + ":" + number.cast("string")).drop("starts")
+    loose = loose.mutate(prev=loose.occurred_at.lag().over(group_by=loose.visitor, order_by=order))
+    gap = loose.occurred_at.epoch_seconds() - loose.prev.epoch_seconds()
+    loose = loose.mutate(first=ibis.ifelse(gap.isnull() | (gap > INACTIVITY_SECONDS), 1, 0).cast("int64")).drop("prev")
+    number = loose.first.sum().over(ibis.cumulative_window(group_by=loose.visitor, order_by=[loose.occurred_at, loose.event_id]))
+    loose = loose.mutate(session_key="~" + loose.visitor + ":" + number.cast("string"))
     rows = ibis.union(with_id, loose.select(*with_id.columns))
 
-    first = rows.mutate(rn=ibis.row_number().over(group_by=rows.session_key, order_by=[rows.occurred_at, rows.event_id]))
-    first = first.filter(first.rn == 0)
+    first = rows.filter(rows.first == 1)
     host = referrer_host(first.referrer)
     first = first.select(
         session_key=first.session_key, visitor=first.visitor, channel=first.channel, referrer=first.referrer,
@@ -88,9 +91,11 @@ def build_sessions(events: ir.Table) -> ir.Table:
         carts=(t == "add_to_cart").cast("int64").sum(),
         leads=t.isin(LEAD_EVENTS).cast("int64").sum(),
         revenue=ibis.ifelse(t == "purchase", rows.value.fill_null(0), 0).sum(),
-        profile_id=rows.profile_id.first(order_by=[rows.occurred_at, rows.event_id], include_null=False),
     )
+    profiles = first_values(rows, "session_key", {"profile_id": "profile_id"}, ["occurred_at", "event_id"], skip_null=True)
+    profiles = profiles.rename(_pkey="session_key").view()
     s = totals.join(first, "session_key")
+    s = s.left_join(profiles, s.session_key == profiles._pkey).drop("_pkey")
     s = s.mutate(
         duration=(s.ended.epoch_seconds() - s.ts.epoch_seconds()).cast("float64"),
         bounced=((s.events == 1) & (s.page_events == 1)).cast("int64"),
@@ -101,3 +106,8 @@ def build_sessions(events: ir.Table) -> ir.Table:
     rank = ibis.row_number().over(group_by=s.visitor, order_by=[s.ts, s.session_key])
     s = s.mutate(new=ibis.ifelse(s.visitor.isnull() | (rank == 0), 1, 0))
     return s.drop("ended", "page_events", "purchases", "carts", "leads")
+
+
+SESSION_COLUMNS = ("event_id", "occurred_at", "event_type", "anonymous_id", "customer_id", "session_id", "channel",
+                   "referrer", "utm_source", "utm_medium", "utm_campaign", "properties", "value", "profile_id", "source")
+"""The event columns sessions read; selecting them first keeps the window sorts narrow."""

@@ -17,6 +17,7 @@ import ibis
 import ibis.expr.types as ir
 
 from cxlens.semantic.expressions import compile_expr
+from cxlens.semantic.ordered import first_values
 from cxlens.semantic.model import TRUNCATE_UNIT, EngagementSettings
 from cxlens.semantic.sessions import build_sessions
 
@@ -36,8 +37,9 @@ class Context:
     """The workspace's tables plus settings and a cache of the sources built so far."""
 
     def __init__(self, table: Callable[[str], ir.Table], engagement: EngagementSettings | None = None,
-                 lifespan_days: int = 365):
+                 lifespan_days: int = 365, *, materialize: bool = False):
         self.table = table
+        self.materialize = materialize
         self.engagement = engagement or EngagementSettings()
         self.lifespan_days = lifespan_days
         self._cache: dict[tuple[str, Request], ir.Table] = {}
@@ -46,7 +48,10 @@ class Context:
     def source(self, name: str, request: Request) -> ir.Table:
         key = (name, request if SOURCES[name].periodic or SOURCES[name].derived_dims else Request("all"))
         if key not in self._cache:
-            self._cache[key] = SOURCES[name].build(self, request)
+            built = SOURCES[name].build(self, request)
+            if self.materialize and SOURCES[name].costly:
+                built = built.cache()
+            self._cache[key] = built
         return self._cache[key]
 
     def scalar(self, name: str, compute: Callable[[], object]) -> object:
@@ -110,17 +115,19 @@ def _interactions(ctx: Context, req: Request) -> ir.Table:
 def _cases(ctx: Context, req: Request) -> ir.Table:
     i = ctx.table("interactions")
     i = i.mutate(case_key=i.source + ":" + ibis.coalesce(i.case_id, i.interaction_id))
-    order = [i.started_at, i.interaction_id]
+    order = ["started_at", "interaction_id"]
     agg = i.group_by(i.case_key).aggregate(
         ts=i.started_at.min(),
         contacts=i.count(),
         channels=i.channel.nunique(),
         transfers=i.transfers.fill_null(0).sum(),
-        resolved=i.resolved.cast("int64").last(order_by=order),
-        profile_id=i.profile_id.first(order_by=order, include_null=False),
-        channel=i.channel.first(order_by=order),
-        topic=i.topic.first(order_by=order),
     )
+    firsts = first_values(i, "case_key", {"channel": "channel", "topic": "topic"}, order).rename(_k1="case_key").view()
+    lasts = first_values(i, "case_key", {"resolved": "resolved"}, order, last=True).rename(_k2="case_key").view()
+    people = first_values(i, "case_key", {"profile_id": "profile_id"}, order, skip_null=True).rename(_k3="case_key").view()
+    agg = agg.left_join(firsts, agg.case_key == firsts._k1).left_join(lasts, agg.case_key == lasts._k2)
+    agg = agg.left_join(people, agg.case_key == people._k3).drop("_k1", "_k2", "_k3")
+    agg = agg.mutate(resolved=agg.resolved.cast("int64"))
     return agg.mutate(
         fcr=((agg.contacts == 1) & (agg.resolved.fill_null(0) == 1)).cast("int64"),
         repeat=(agg.contacts >= 2).cast("int64"),
@@ -290,20 +297,23 @@ class Source:
     """Built per grain (period-over-period units)."""
     derived_dims: bool = False
     """Row dimensions must be requested at build time (they come from rows the source derives from)."""
+    costly: bool = False
+    """Worth materializing once when many metrics are measured together (a Measurer)."""
 
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("orders", "Valid orders (status completed or missing); time = ordered_at.", _orders),
     Source("order_outcomes", "Completed and returned orders; time = ordered_at.", _order_outcomes),
     Source("events", "All events; time = occurred_at.", _events),
-    Source("sessions", "Web and app sessions built from events; time = first event.", _sessions),
+    Source("sessions", "Web and app sessions built from events; time = first event.", _sessions, costly=True),
     Source("surveys", "Survey answers; time = responded_at.", _surveys),
     Source("interactions", "Support contacts; time = started_at.", _interactions),
-    Source("cases", "Support cases (case_id, or one interaction); time = first contact.", _cases),
+    Source("cases", "Support cases (case_id, or one interaction); time = first contact.", _cases, costly=True),
     Source("store_traffic", "Store door counts; time = day.", _store_traffic, person=False),
     Source("acquisition_costs", "Costs of kind acquisition; time = incurred_on.", _acquisition_costs, person=False),
     Source("subscriptions", "Subscriptions active at a period's start, per period.", _subscriptions, periodic=True),
     Source("cohorts", "Customers at their first valid order, with lifespan and historical CLV.", _cohorts, derived_dims=True),
     Source("retention", "Customers active in the previous period, per period.", _retention, periodic=True, derived_dims=True),
-    Source("engagement", "Customers with activity, per period, with their engagement score.", _engagement, periodic=True),
+    Source("engagement", "Customers with activity, per period, with their engagement score.", _engagement, periodic=True,
+           costly=True),
 )}
