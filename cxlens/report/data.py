@@ -1,0 +1,275 @@
+"""Every number the report shows, gathered through the semantic layer's public API.
+
+Each metric series (metric × grain × dimensions) is computed once, in the engine, through
+`measure()`; tiles, sparklines, trends and breakdowns are all read from those frames. With
+`--baseline`, `compare_periods()` adds an interval and a p-value per metric. Nothing here formats
+or draws: `charts` and `render` turn a `ReportData` into HTML.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as clock
+from typing import Any, Literal
+
+import ibis
+import pandas as pd
+
+from cxlens import __version__
+from cxlens.errors import CxlensError, UsageError
+from cxlens.report import periods
+from cxlens.report.engine import SharedCatalog
+from cxlens.report.formatting import currency_prefix
+from cxlens.report.tiles import Comparison, Tile, tile_from_series
+from cxlens.semantic import Catalog, catalog_for, measure
+from cxlens.semantic.baseline import Period, compare_periods
+from cxlens.semantic.sources import Request
+
+Step = Callable[[str, int, int], None]
+SeriesKey = tuple[str, tuple[str, ...]]
+
+HEADLINE: tuple[str, ...] = (
+    "revenue", "orders", "aov", "active_customers", "retention_rate", "churn_rate", "nps", "csat", "conversion_rate",
+    "engagement_score",
+)
+"""The KPIs the report (and `cxlens demo`) leads with."""
+
+ACTIVITY: tuple[tuple[str, str], ...] = (
+    ("orders", "ordered_at"), ("events", "occurred_at"), ("survey_responses", "responded_at"),
+    ("interactions", "started_at"), ("store_traffic", "day"),
+)
+"""Tables and time columns whose first and last rows bound the data (costs and subscriptions do not)."""
+
+ENGAGEMENT_BUCKET = 10
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A metric cut by one dimension over the report's periods."""
+
+    metric: str
+    by: str
+    title: str
+    chart: Literal["stack", "lines", "share"]
+    section: Literal["channel", "traffic", "segment"]
+
+
+BREAKDOWNS: tuple[Breakdown, ...] = (
+    Breakdown("revenue", "channel", "Revenue by channel", "stack", "channel"),
+    Breakdown("active_customers", "channel", "Active customers by channel", "lines", "channel"),
+    Breakdown("nps", "channel", "NPS by survey channel", "lines", "channel"),
+    Breakdown("traffic_sources", "channel_group", "Share of sessions by channel group", "share", "traffic"),
+    Breakdown("conversion_rate", "channel_group", "Conversion rate by channel group", "lines", "traffic"),
+    Breakdown("revenue_per_visit", "channel_group", "Revenue per visit by channel group", "lines", "traffic"),
+    Breakdown("revenue", "segment", "Revenue by segment", "lines", "segment"),
+    Breakdown("active_customers", "segment", "Active customers by segment", "lines", "segment"),
+    Breakdown("nps", "segment", "NPS by segment", "lines", "segment"),
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user asked for: grain, date limits and an explicit baseline window."""
+
+    grain: str = "month"
+    since: date | None = None
+    until: date | None = None
+    baseline: Period | None = None
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, computed; rendering needs no workspace."""
+
+    workspace: str
+    options: Options
+    catalog: Catalog
+    span: periods.DataSpan | None
+    tiles: dict[str, Tile]
+    series: dict[SeriesKey, pd.DataFrame]
+    breakdowns: list[tuple[Breakdown, pd.DataFrame]]
+    engagement: pd.DataFrame | None
+    engagement_period: date | None
+    currency: str
+    generated_at: datetime
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    version: str = __version__
+
+    @property
+    def currency_symbol(self) -> str:
+        return currency_prefix(self.currency)
+
+    @property
+    def definitions(self) -> str:
+        if self.catalog.path is not None:
+            return str(self.catalog.path)
+        return "built-in definitions only (no cxlens.metrics.yml next to the workspace)"
+
+    def headline(self) -> list[Tile]:
+        return [self.tiles[m] for m in HEADLINE if m in self.tiles]
+
+
+def data_span(ws: Any, since: date | None = None, until: date | None = None) -> periods.DataSpan | None:
+    """First and last activity over the activity tables, clipped to --since/--until (None if empty)."""
+    have = ws.backend.tables()
+    firsts, lasts = [], []
+    for table, column in ACTIVITY:
+        if table not in have:
+            continue
+        t = ws.table(table)
+        col = t[column].cast("timestamp")
+        row = t.aggregate(first=col.min(), last=col.max()).execute().iloc[0]
+        if pd.notna(row["first"]):
+            firsts.append(pd.Timestamp(row["first"]).to_pydatetime())
+            lasts.append(pd.Timestamp(row["last"]).to_pydatetime())
+    if not firsts:
+        return None
+    first, last = min(firsts), max(lasts)
+    if since is not None:
+        first = max(first, datetime.combine(since, clock.min))
+    if until is not None:
+        last = min(last, datetime.combine(until, clock.max))
+    return periods.DataSpan(first, last) if first <= last else None
+
+
+def check_options(options: Options, span: periods.DataSpan | None) -> None:
+    """Refuse, in one sentence, option combinations that cannot give a report."""
+    if options.grain not in periods.REPORT_GRAINS:
+        raise UsageError(f"--grain must be one of {', '.join(periods.REPORT_GRAINS)}, got {options.grain!r}.")
+    if options.since and options.until and options.since > options.until:
+        raise UsageError(f"--since {options.since} is after --until {options.until}.")
+    b = options.baseline
+    if b is not None:
+        if span is None:
+            raise UsageError(f"--baseline {b.start}..{b.end} cannot be compared: the workspace has no data in the "
+                             "report's dates.")
+        if b.end < span.first.date() or b.start > span.last.date():
+            raise UsageError(f"--baseline {b.start}..{b.end} holds no data: the workspace's data runs from "
+                             f"{span.first.date()} to {span.last.date()}.")
+
+
+def currency_of(ws: Any) -> str:
+    """The orders' currency code when there is exactly one, else '' (no symbol rather than a wrong one)."""
+    if "orders" not in ws.backend.tables():
+        return ""
+    o = ws.table("orders")
+    codes = o.filter(o.currency.notnull()).currency.upper().name("c").as_table().distinct().limit(2).execute()
+    return str(codes["c"].iloc[0]) if len(codes) == 1 else ""
+
+
+def gather(ws: Any, options: Options, *, on_step: Step | None = None) -> ReportData:
+    """Compute every series, tile, breakdown and (with --baseline) comparison the report shows."""
+    started = time.perf_counter()
+    step = on_step or (lambda label, done, total: None)
+    span = data_span(ws, options.since, options.until)
+    check_options(options, span)
+    catalog = SharedCatalog.of(catalog_for(ws), ws.con)
+    try:
+        return _gather(ws, options, catalog, span, step, started)
+    finally:
+        catalog.close()
+
+
+def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.DataSpan | None, step: Step,
+            started: float) -> ReportData:
+    metrics = list(catalog.metrics.values())
+    breakdowns = [b for b in BREAKDOWNS if b.metric in catalog.metrics
+                  and b.by in catalog.dimensions_for(catalog.metrics[b.metric])]
+    total = len(metrics) + len(breakdowns) + 1 + (len(metrics) if options.baseline else 0)
+    done = 0
+    series: dict[SeriesKey, pd.DataFrame] = {}
+    errors: dict[SeriesKey, str] = {}
+
+    def compute(metric_id: str, by: tuple[str, ...]) -> pd.DataFrame | None:
+        key = (metric_id, by)
+        if key not in series and key not in errors:
+            try:
+                series[key] = measure(ws, metric_id, grain=options.grain, by=by, since=options.since,
+                                      until=options.until, catalog=catalog).frame
+            except CxlensError as exc:
+                errors[key] = str(exc)
+        return series.get(key)
+
+    tiles: dict[str, Tile] = {}
+    for m in metrics:
+        step(f"computing {m.id}", done, total)
+        by = tuple(m.share_over[:1])
+        frame = compute(m.id, by) if span is not None else pd.DataFrame()
+        if frame is None:
+            tiles[m.id] = Tile(m, options.grain, note=f"not computed: {errors[(m.id, by)]}")
+        else:
+            tiles[m.id] = tile_from_series(m, frame, options.grain, span, by[0] if by else None)
+        done += 1
+    cut: list[tuple[Breakdown, pd.DataFrame]] = []
+    for b in breakdowns:
+        step(f"breaking down {b.metric} by {b.by}", done, total)
+        frame = compute(b.metric, (b.by,)) if span is not None else None
+        if frame is not None and not frame.empty:
+            cut.append((b, frame))
+        done += 1
+    step("engagement score distribution", done, total)
+    engagement, engagement_period = engagement_distribution(ws, catalog, options, tiles.get("engagement_score"))
+    done += 1
+    if options.baseline is not None:
+        for m in metrics:
+            step(f"comparing {m.id} with the baseline", done, total)
+            tiles[m.id] = _with_comparison(ws, catalog, tiles[m.id], options.baseline)
+            done += 1
+    step("done", total, total)
+    notes = []
+    if not catalog.segments:
+        notes.append("No segments are declared, so there is no breakdown by segment: add a `segments:` list to "
+                     f"{catalog.path or 'cxlens.metrics.yml next to the workspace'}.")
+    return ReportData(
+        workspace=str(getattr(ws, "path", "") or ws.backend.name), options=options, catalog=catalog, span=span,
+        tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
+        currency=currency_of(ws), generated_at=datetime.now().astimezone().replace(microsecond=0),
+        seconds=round(time.perf_counter() - started, 2), notes=notes,
+    )
+
+
+def _with_comparison(ws: Any, catalog: Catalog, tile: Tile, baseline: Period) -> Tile:
+    """The tile plus `compare_periods(baseline, tile's current period)`, when it has a current period."""
+    if tile.current is None:
+        return tile
+    after = Period(tile.current.period, periods.last_day(tile.current.period, tile.grain))
+    try:
+        result = compare_periods(ws, tile.metric.id, baseline, after, catalog=catalog)
+    except CxlensError as exc:
+        row: dict[str, Any] = {"code": "not_computed"}
+        warnings = [str(exc)]
+    else:
+        rows = result.rows
+        if tile.group is not None:
+            rows = [r for r in rows if str(r.get(tile.metric.share_over[0])) == tile.group]
+        row = rows[0] if rows else {"code": "no_data"}
+        warnings = list(result.warnings)
+    return tile.with_comparison(Comparison.from_row(row, (baseline.start, baseline.end), (after.start, after.end),
+                                                    warnings))
+
+
+def engagement_distribution(ws: Any, catalog: SharedCatalog, options: Options,
+                            tile: Tile | None) -> tuple[pd.DataFrame | None, date | None]:
+    """Customers per 10-point band of the engagement score in its latest period, counted in the engine.
+
+    The semantic layer exposes the score's mean, not the per-customer scores, so this reads its
+    `engagement` source (one row per customer and period) through the same shared context.
+    """
+    if tile is None or tile.current is None:
+        return None, None
+    start = tile.current.period
+    try:
+        rows = catalog.context(ws.table).source("engagement", Request(options.grain))
+    except (CxlensError, KeyError):
+        return None, None
+    rows = rows.filter(rows.ts == ibis.literal(datetime.combine(start, clock.min)).cast("timestamp"))
+    band = (rows.score / ENGAGEMENT_BUCKET).floor().cast("int64").clip(0, 100 // ENGAGEMENT_BUCKET - 1) * ENGAGEMENT_BUCKET
+    counts = rows.group_by(band=band).aggregate(customers=rows.count()).order_by("band").execute()
+    full = pd.DataFrame({"band": range(0, 100, ENGAGEMENT_BUCKET)})
+    counts = full.merge(counts, on="band", how="left").fillna({"customers": 0})
+    counts["customers"] = counts["customers"].astype(int)
+    return counts, start
+
