@@ -42,8 +42,11 @@ def run_cli(*args: str, workspace: Path | None = None, cwd: Path | None = None, 
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """A local Spark session (Java 17), shared by the whole run because it takes ~10 s to start."""
+def spark(tmp_path_factory: pytest.TempPathFactory):
+    """A local Spark session (Java 17), shared by the whole run because it takes ~10 s to start.
+
+    Its warehouse is a fresh temporary folder, so tables of an earlier run never collide.
+    """
     from pyspark.sql import SparkSession
 
     session = (
@@ -53,6 +56,7 @@ def spark():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.driver.memory", "2g")
+        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
         .getOrCreate()
     )
     yield session

@@ -6,17 +6,16 @@ import csv
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from cxlens.cli.context import State, open_workspace
 from cxlens.cli.output import Format, console, print_json, print_rows
 from cxlens.errors import UsageError
-from cxlens.semantic import Catalog, catalog_for, measure
-from cxlens.semantic.baseline import Period, compare_periods
-from cxlens.semantic.registry import definitions_path
-from cxlens.semantic.segments import FEATURES
+
+if TYPE_CHECKING:
+    from cxlens.semantic import Catalog
 
 metrics_app = typer.Typer(help="KPIs: list them, show them by period and dimension, compare against a baseline.",
                           no_args_is_help=True)
@@ -46,8 +45,10 @@ def _by(values: list[str] | None) -> list[str]:
     return [d.strip() for v in values or [] for d in v.split(",") if d.strip()]
 
 
-def _catalog(ctx: typer.Context) -> Catalog:
+def _catalog(ctx: typer.Context) -> "Catalog":
     state: State = ctx.obj if isinstance(ctx.obj, State) else State()
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_path
     from cxlens.workspace.workspace import default_path
 
     return Catalog.load(definitions_path(state.workspace_path or default_path()))
@@ -118,6 +119,8 @@ def show_command(
 
       cxlens metrics show conversion_rate --by channel_group --where "loyalty_member"
     """
+    from cxlens.semantic import measure
+
     with open_workspace(ctx) as ws:
         result = measure(ws, metric, grain=grain.value if grain else None, by=_by(by), since=since, until=until,
                          where=where, catalog=_catalog(ctx))
@@ -163,6 +166,8 @@ def compare_command(
 
       cxlens metrics compare nps --before 2025-01-01..2025-06-30 --after 2025-07-01..2025-12-31 --by channel --format json
     """
+    from cxlens.semantic.baseline import Period, compare_periods
+
     b, a = Period.parse(before, "--before"), Period.parse(after, "--after")
     with open_workspace(ctx) as ws:
         result = compare_periods(ws, metric, b, a, by=_by(by), where=where, alpha=alpha, catalog=_catalog(ctx))
@@ -217,6 +222,8 @@ def segments_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION
 
       cxlens metrics segments --format json
     """
+    from cxlens.semantic.segments import FEATURES
+
     catalog = _catalog(ctx)
     segs = [{"id": s.id, "label": s.label, "where": s.where, "origin": s.origin} for s in catalog.segments.values()]
     feats = [{"feature": k, "meaning": v} for k, v in FEATURES.items()]

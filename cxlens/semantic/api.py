@@ -76,10 +76,20 @@ class Measurer:
             m.measure(metric_id, grain="month")
     """
 
-    def __init__(self, ws: Any, catalog: Catalog | None = None):
+    def __init__(self, ws: Any, catalog: Catalog | None = None, *, materialize: bool = True):
         self.ws = ws
         self.catalog = catalog or catalog_for(ws)
-        self.context = self.catalog.context(ws.table, materialize=True)
+        self.context = self.catalog.context(ws.table, materialize=materialize)
+
+    def close(self) -> None:
+        """Drop the sources materialized so far (call before closing the workspace)."""
+        self.context.release()
+
+    def __enter__(self) -> "Measurer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def measure(self, metric: str, *, grain: str | None = None, by: Sequence[str] = (), since: str | date | None = None,
                 until: str | date | None = None, where: str | None = None) -> MetricResult:
@@ -95,4 +105,5 @@ class Measurer:
 def measure(ws: Any, metric: str, *, grain: str | None = None, by: Sequence[str] = (), since: str | date | None = None,
             until: str | date | None = None, where: str | None = None, catalog: Catalog | None = None) -> MetricResult:
     """Compute one metric in the workspace's engine (use a Measurer for many)."""
-    return Measurer(ws, catalog).measure(metric, grain=grain, by=by, since=since, until=until, where=where)
+    with Measurer(ws, catalog, materialize=False) as m:
+        return m.measure(metric, grain=grain, by=by, since=since, until=until, where=where)

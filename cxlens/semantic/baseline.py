@@ -71,7 +71,11 @@ class Baseline:
 def _window(ws: Any, catalog: Catalog, metric: Metric, p: Period, by: tuple[str, ...], where: str | None) -> pd.DataFrame:
     q = Query(metric=metric.id, grain="all", by=by, since=p.start.isoformat(), until=p.end.isoformat(), where=where,
               window=True)
-    return execute(compile_query(catalog.context(ws.table), catalog, q), metric, q)
+    ctx = catalog.context(ws.table)
+    try:
+        return execute(compile_query(ctx, catalog, q), metric, q)
+    finally:
+        ctx.release()
 
 
 def _moments(row: pd.Series | None, metric: Metric) -> Moments:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cxlens.semantic.model import Measure, Metric
+from cxlens.semantic.model import EngagementSettings, Measure, Metric
+from cxlens.semantic.sources import engagement_formula
 
 PROFILE_DIMS = ("country", "region", "city", "gender", "loyalty_member", "loyalty_tier", "acquisition_channel", "cohort",
                 "segment")
@@ -165,7 +166,8 @@ CATALOGUE: tuple[Metric, ...] = (
     # engagement
     _metric("engagement_score", "Engagement score", ENGAGEMENT,
             "Mean per-customer score 0–100 weighting recency, visit frequency, depth and message engagement.",
-            unit="score", direction="up", timing="leading", measure=Measure("engagement", "mean", "score"),
+            unit="score", direction="up", timing="leading",
+            measure=Measure("activities", "mean", engagement_formula(EngagementSettings()), unit="profile_id"),
             dimensions=PROFILE_DIMS),
     # offline
     _metric("store_sales", "Store sales", OFFLINE, "Revenue of valid orders with channel store.", unit="currency",

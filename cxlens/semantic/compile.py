@@ -101,7 +101,14 @@ def compile_query(ctx: Context, catalog: Catalog, q: Query) -> ir.Table:
     numer = j.numerator.fill_null(0)
     ok = j.denominator.notnull() & (j.denominator != 0)
     value = ibis.ifelse(ok, numer / j.denominator, ibis.null("float64"))
-    n = j.num_rows.fill_null(0) if metric.n_from == "numerator" else ibis.ifelse(ok, j.denominator, 0)
+    if metric.n_from == "numerator":
+        # Units are the numerator's rows (new customers for clv_to_cac): no units, no row; the
+        # parts are reported per unit (historical CLV over CAC).
+        j = j.filter(j.num_rows.fill_null(0) > 0)
+        per = j.num_rows.cast("float64")
+        return j.mutate(value=value, n=ibis.ifelse(ok, j.num_rows, 0).cast("int64"), numerator=j.numerator / per,
+                        denominator=j.denominator.fill_null(0) / per).drop("num_rows")
+    n = ibis.ifelse(ok, j.denominator, 0)
     return j.mutate(value=value, n=n.cast("int64"), numerator=numer, denominator=j.denominator.fill_null(0)).drop("num_rows")
 
 

@@ -285,7 +285,7 @@ def _engagement(node: yaml.Node | None, problems: Problems, catalog: "Catalog") 
     elif min(settings.half_life_days, settings.sessions_cap, settings.pages_cap) <= 0:
         problems.add(node, "half_life_days, sessions_cap and pages_cap must be above 0")
     else:
-        catalog.engagement = settings
+        catalog.set_engagement(settings)
 
 
 def _settings(node: yaml.Node | None, problems: Problems, catalog: "Catalog") -> None:

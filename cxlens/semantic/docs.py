@@ -24,7 +24,9 @@ def _how(catalog: Catalog, metric_id: str) -> str:
     def one(x: Measure | None) -> str:
         assert x is not None
         parts = [f"`{x.agg}`"]
-        if x.expr:
+        if x.expr and len(x.expr) > 100:
+            parts.append("of the formula in [metric-definitions.md](metric-definitions.md)")
+        elif x.expr:
             parts.append(f"of `{x.expr}`")
         if x.unit:
             parts.append(f"per `{x.unit}`")

@@ -18,7 +18,7 @@ from cxlens.semantic.catalogue import CATALOGUE
 from cxlens.semantic.dimensions import BUILT_IN_DIMENSIONS, profile_attributes
 from cxlens.semantic.expressions import compile_expr
 from cxlens.semantic.model import Dimension, EngagementSettings, Metric, Segment
-from cxlens.semantic.sources import SOURCES, Context
+from cxlens.semantic.sources import SOURCES, Context, engagement_formula
 
 DEFINITIONS_SUFFIX = ".metrics.yml"
 
@@ -121,5 +121,9 @@ class Catalog:
     def context(self, table: object, *, materialize: bool = False) -> Context:
         return Context(table, self.engagement, self.lifespan_days, materialize=materialize)  # type: ignore[arg-type]
 
-    def replace_engagement(self, **weights: float) -> None:
-        self.engagement = replace(self.engagement, **weights)
+    def set_engagement(self, settings: EngagementSettings) -> None:
+        """Use other weights or caps for engagement_score (its formula is rebuilt from them)."""
+        self.engagement = settings
+        m = self.metrics.get("engagement_score")
+        if m is not None and m.origin == "built-in" and m.measure is not None:
+            self.metrics[m.id] = replace(m, measure=replace(m.measure, expr=engagement_formula(settings)))

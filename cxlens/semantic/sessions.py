@@ -77,7 +77,7 @@ def build_sessions(events: ir.Table) -> ir.Table:
         session_key=first.session_key, visitor=first.visitor, channel=first.channel, referrer=first.referrer,
         utm_source=first.utm_source, utm_medium=first.utm_medium, utm_campaign=first.utm_campaign,
         channel_group=channel_group(first.utm_medium, first.utm_source, host, first.referrer),
-        traffic_source=ibis.coalesce(first.utm_source, host, ibis.literal("(direct)")),
+        traffic_source=ibis.coalesce(first.utm_source.nullif(""), host, ibis.literal("(direct)")),
         device=first.properties.cast("string").re_extract(r'"device"\s*:\s*"([^"]*)"', 1).nullif(""),
     )
     t = rows.event_type

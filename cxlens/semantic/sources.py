@@ -8,6 +8,7 @@ place that turns them into Ibis.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,15 @@ class Context:
             self._cache[key] = built
         return self._cache[key]
 
+    def release(self) -> None:
+        """Drop the tables materialized for this context (before the workspace closes)."""
+        for t in self._cache.values():
+            release = getattr(t, "release", None)
+            if release is not None:
+                with contextlib.suppress(Exception):
+                    release()
+        self._cache.clear()
+
     def scalar(self, name: str, compute: Callable[[], object]) -> object:
         """A small value computed once per context (e.g. whether any order has a cost)."""
         if name not in self._scalars:
@@ -76,8 +86,8 @@ def step(grain: str) -> ir.IntervalScalar:
 def valid_orders(ctx: Context) -> ir.Table:
     o = ctx.table("orders")
     o = o.filter(o.status.isnull() | (o.status == "completed"))
-    return o.mutate(ts=o.ordered_at, margin=o.revenue - o.cost, has_coupon=(o.coupon_code.notnull() & (o.coupon_code != "")).cast("int64"),
-                    is_store=(o.channel == "store").cast("int64"))
+    return o.mutate(ts=o.ordered_at, margin=o.revenue - o.cost.fill_null(0), has_coupon=(o.coupon_code.notnull() & (o.coupon_code != "")).cast("int64"),
+                    is_store=(o.channel == "store").fill_null(False).cast("int64"))
 
 
 def _orders(ctx: Context, req: Request) -> ir.Table:
@@ -87,7 +97,7 @@ def _orders(ctx: Context, req: Request) -> ir.Table:
 def _order_outcomes(ctx: Context, req: Request) -> ir.Table:
     o = ctx.table("orders")
     o = o.filter(o.status.isnull() | o.status.isin(["completed", "returned"]))
-    return o.mutate(ts=o.ordered_at, returned=(o.status == "returned").cast("int64"))
+    return o.mutate(ts=o.ordered_at, returned=(o.status == "returned").fill_null(False).cast("int64"))
 
 
 def _events(ctx: Context, req: Request) -> ir.Table:
@@ -243,46 +253,47 @@ def _retention_window(o: ir.Table, req: Request) -> ir.Table:
     return j.mutate(ts=ibis.literal(s).cast("timestamp"), retained=j.cur_profile.notnull().cast("int64")).drop("cur_profile")
 
 
-def _engagement(ctx: Context, req: Request) -> ir.Table:
-    """One row per customer and period with activity, scored as in docs/metric-definitions.md."""
-    e, g = ctx.engagement, req.grain
-    sessions = ctx.source("sessions", Request("all")).filter(lambda s: s.profile_id.notnull())
+def _activities(ctx: Context, req: Request) -> ir.Table:
+    """Customer activity rows (sessions, message events, valid orders) for the engagement score.
+
+    Each row carries `ref_epoch`, the reference time of its period (the period's end or the
+    workspace's last activity, whichever is earlier), so the score is a per-customer formula over
+    these rows (catalogue: engagement_score) and date filters apply to activities themselves.
+    """
+    g = req.grain
+    sessions = ctx.source("sessions", Request("all"))
     ev = ctx.table("events")
-    msgs = ev.filter(ev.event_type.isin(["message_sent", "message_opened", "message_clicked"]) & ev.profile_id.notnull())
-    orders = valid_orders(ctx).filter(lambda o: o.profile_id.notnull())
+    msgs = ev.filter(ev.event_type.isin(["message_sent", "message_opened", "message_clicked", "message_unsubscribed"]))
+    orders = valid_orders(ctx)
     zero = ibis.literal(0, "int64")
     acts = ibis.union(
-        sessions.select(profile_id=sessions.profile_id, ts=sessions.ts, last=sessions.ts, sessions=ibis.literal(1, "int64"),
+        sessions.select(profile_id=sessions.profile_id, ts=sessions.ts, sessions=ibis.literal(1, "int64"),
                         pages=sessions.pages.cast("int64"), sent=zero, engaged=zero),
-        msgs.select(profile_id=msgs.profile_id, ts=msgs.occurred_at, last=msgs.occurred_at, sessions=zero, pages=zero,
+        msgs.select(profile_id=msgs.profile_id, ts=msgs.occurred_at, sessions=zero, pages=zero,
                     sent=(msgs.event_type == "message_sent").cast("int64"),
-                    engaged=(msgs.event_type != "message_sent").cast("int64")),
-        orders.select(profile_id=orders.profile_id, ts=orders.ts, last=orders.ts, sessions=zero, pages=zero, sent=zero, engaged=zero),
+                    engaged=msgs.event_type.isin(["message_opened", "message_clicked"]).cast("int64")),
+        orders.select(profile_id=orders.profile_id, ts=orders.ts, sessions=zero, pages=zero, sent=zero, engaged=zero),
     )
-    latest = acts.aggregate(latest=acts.last.max())
+    latest = acts.aggregate(latest=acts.ts.max())
+    acts = acts.filter(acts.profile_id.notnull()).cross_join(latest)
     if req.window is not None:
-        acts = acts.filter((acts.ts >= req.window[0]) & (acts.ts < req.window[1]))
-        period = ibis.literal(req.window[0]).cast("timestamp")
+        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), acts.latest)
+    elif g == "all":
+        ref = acts.latest
     else:
-        period = truncate(acts.ts, g) if g != "all" else ibis.literal(datetime(1970, 1, 1)).cast("timestamp")
-    acts = acts.mutate(period=period)
-    per = acts.group_by(["profile_id", "period"]).aggregate(
-        last=acts.last.max(), sessions=acts.sessions.sum(), pages=acts.pages.sum(), sent=acts.sent.sum(),
-        engaged=acts.engaged.sum(),
-    )
-    per = per.cross_join(latest)
-    if req.window is not None:
-        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), per.latest)
-    else:
-        ref = per.latest if g == "all" else ibis.least(per.period + step(g), per.latest)
-    r = (ref.epoch_seconds() - per.last.epoch_seconds()) / 86_400.0
-    depth = ibis.ifelse(per.sessions > 0, per.pages / per.sessions, 0.0)
-    msg = ibis.ifelse(per.sent > 0, ibis.least(per.engaged / per.sent, 1.0), 0.0)
-    recency = (-math.log(2) * r / e.half_life_days).exp()
+        ref = ibis.least(truncate(acts.ts, g) + step(g), acts.latest)
+    return acts.mutate(ts_epoch=acts.ts.epoch_seconds().cast("float64"), ref_epoch=ref.epoch_seconds().cast("float64")).drop("latest")
+
+
+def engagement_formula(e: EngagementSettings) -> str:
+    """The per-customer engagement score (0–100) as an expression over a customer's activity rows."""
     total = e.recency + e.frequency + e.depth + e.messages
-    score = 100.0 * (e.recency * recency + e.frequency * ibis.least(per.sessions / e.sessions_cap, 1.0)
-                     + e.depth * ibis.least(depth / e.pages_cap, 1.0) + e.messages * msg) / total
-    return per.mutate(ts=per.period, score=score).drop("latest", "period")
+    recency = f"exp(-{math.log(2)!r} * (max(ref_epoch) - max(ts_epoch)) / 86400.0 / {e.half_life_days!r})"
+    frequency = f"least(sum(sessions) / {e.sessions_cap!r}, 1.0)"
+    depth = f"least(CASE WHEN sum(sessions) > 0 THEN sum(pages) / sum(sessions) ELSE 0.0 END / {e.pages_cap!r}, 1.0)"
+    messages = "CASE WHEN sum(sent) > 0 THEN least(sum(engaged) / sum(sent), 1.0) ELSE 0.0 END"
+    return (f"100.0 * ({e.recency!r} * {recency} + {e.frequency!r} * {frequency} + {e.depth!r} * {depth} "
+            f"+ {e.messages!r} * {messages}) / {total!r}")
 
 
 @dataclass(frozen=True)
@@ -314,6 +325,6 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("subscriptions", "Subscriptions active at a period's start, per period.", _subscriptions, periodic=True),
     Source("cohorts", "Customers at their first valid order, with lifespan and historical CLV.", _cohorts, derived_dims=True),
     Source("retention", "Customers active in the previous period, per period.", _retention, periodic=True, derived_dims=True),
-    Source("engagement", "Customers with activity, per period, with their engagement score.", _engagement, periodic=True,
-           costly=True),
+    Source("activities", "Customer activity (sessions, message events, valid orders) with the period's reference time.",
+           _activities, periodic=True),
 )}

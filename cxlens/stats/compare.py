@@ -47,7 +47,6 @@ import math
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
-from scipy import stats as sps
 
 from cxlens.errors import StatsError
 from cxlens.stats.summary import Moments
@@ -208,6 +207,8 @@ def _welch_df(var_b: float, var_a: float, n_before: int, n_after: int) -> float 
 
 
 def _quantile(q: float, df: float | None) -> float:
+    from scipy import stats as sps  # imported here: scipy.stats costs ~1 s of CLI start-up
+
     return float(sps.t.ppf(q, df)) if df is not None else float(sps.norm.ppf(q))
 
 
@@ -216,6 +217,8 @@ def _p_value(difference: float, standard_error: float, df: float | None) -> floa
     if standard_error == 0:
         return 0.0 if difference != 0 else None
     statistic = abs(difference) / standard_error
+    from scipy import stats as sps
+
     tail = sps.t.sf(statistic, df) if df is not None else sps.norm.sf(statistic)
     return min(1.0, 2 * float(tail))
 

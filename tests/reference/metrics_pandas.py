@@ -958,7 +958,7 @@ def m_cart_abandonment_rate(q: _Query) -> pd.DataFrame:
 def m_traffic_sources(q: _Query) -> pd.DataFrame:
     """Sessions in the group / sessions of the same period and other dims over all sources.
 
-    CHOICE: n = sessions in the group (the units counted). CHOICE: with both channel_group and
+    n = sessions of the period (the share's denominator, as the doc says). CHOICE: with both channel_group and
     traffic_source in `by`, the share is taken over all values of both.
     """
     s = _sessions_frame(q)
@@ -967,7 +967,7 @@ def m_traffic_sources(q: _Query) -> pd.DataFrame:
     total = counts.groupby(rest, dropna=False, sort=False)["x"].sum().rename("_total").reset_index()
     m = counts.merge(total, on=rest, how="left")
     m["value"] = m["x"] / m["_total"]
-    m["n"] = m["x"]
+    m["n"] = m["_total"]
     return m
 
 
@@ -1310,7 +1310,7 @@ CHOICES: tuple[str, ...] = (
     "side by acquisition_channel like cac's denominator; n = new customers, 0 without a cac.",
     "csat is a fraction, not a percentage.",
     "promoters, passives, detractors are separate metric ids (shares of nps answers).",
-    "traffic_sources: n = sessions of the group; default dimension appended last.",
+    "traffic_sources: default dimension appended last.",
     "survey_response_rate and loyalty_enrollment_rate allow `channel` and profile dims.",
     "recommendation_click_through_rate allows channel, personalized, variant and profile dims.",
     "engagement_score allows profile dims only; a session's activity time is its ts; the "
