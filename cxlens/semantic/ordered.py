@@ -1,7 +1,8 @@
-"""First and last values by an ordering, written with row_number so every engine runs them.
+"""First and last values by an ordering, as aggregates every engine runs fast.
 
-Ordered aggregates (`FIRST(x ORDER BY t)`) exist in DuckDB but not in Ibis's PySpark backend;
-a row_number window and a filter say the same thing portably.
+`x.argmin(key)` with a struct key (time, id) is the value of x on a group's first row, ties broken
+by the id: DuckDB runs it as FIRST(x ORDER BY key) inside the group-by and Spark as min_by, so
+no window sort is needed (a row_number window over 10M events cost several times more).
 """
 
 from __future__ import annotations
@@ -10,21 +11,16 @@ import ibis
 import ibis.expr.types as ir
 
 
-def first_rows(t: ir.Table, group: str, order: list[str], *, last: bool = False) -> ir.Table:
-    """The first (or last) row of each group by `order`, ties broken by the later keys of `order`."""
-    keys = [ibis.desc(t[c]) if last else t[c] for c in order]
-    ranked = t.mutate(_rn=ibis.row_number().over(group_by=t[group], order_by=keys))
-    return ranked.filter(ranked._rn == 0).drop("_rn")
+def order_key(*columns: ir.Value) -> ir.StructValue:
+    """A sortable key: the columns compared left to right."""
+    return ibis.struct({f"k{i}": c for i, c in enumerate(columns)})
 
 
-def first_values(t: ir.Table, group: str, columns: dict[str, str], order: list[str], *, last: bool = False,
-                 skip_null: bool = False) -> ir.Table:
-    """(group, name...) holding each group's first (or last) value of the given columns.
+def first(value: ir.Value, key: ir.StructValue, *, skip_null: bool = False) -> ir.Scalar:
+    """The value on the group's first row by `key` (the first non-null one with `skip_null`)."""
+    return value.argmin(key, where=value.notnull() if skip_null else None)
 
-    With `skip_null`, rows where the (single) column is NULL are left out first, so the result is
-    the first non-null value.
-    """
-    if skip_null:
-        t = t.filter(ibis.and_(*[t[c].notnull() for c in columns.values()]))
-    rows = first_rows(t, group, order, last=last)
-    return rows.select(rows[group], **{name: rows[col] for name, col in columns.items()})
+
+def last(value: ir.Value, key: ir.StructValue) -> ir.Scalar:
+    """The value on the group's last row by `key`."""
+    return value.argmax(key)

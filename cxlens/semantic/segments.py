@@ -13,7 +13,7 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from cxlens.semantic.ordered import first_values
+from cxlens.semantic.ordered import last, order_key
 from cxlens.semantic.sources import Context, valid_orders
 
 FEATURES: dict[str, str] = {
@@ -65,7 +65,7 @@ def profile_features(ctx: Context, catalog: object) -> ir.Table:
     latest_score = {}
     for kind in ("nps", "csat", "ces"):
         k = s.filter(s.survey_type == kind)
-        latest_score[kind] = first_values(k, "profile_id", {f"latest_{kind}": "score"}, ["responded_at", "response_id"], last=True)
+        latest_score[kind] = k.group_by("profile_id").aggregate(**{f"latest_{kind}": last(k.score, order_key(k.responded_at, k.response_id))})
     t = attrs
     for n, part in enumerate((orders, contacts, cases, *latest_score.values())):
         part = part.rename(**{f"_pid{n}": "profile_id"})

@@ -7,10 +7,12 @@ engine, so it runs the same on DuckDB and Spark and never pulls events into Pyth
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ibis
 import ibis.expr.types as ir
 
-from cxlens.semantic.ordered import first_values
+from cxlens.semantic.ordered import first, order_key
 
 NON_SESSION_EVENTS: tuple[str, ...] = (
     "message_sent", "message_opened", "message_clicked", "message_unsubscribed", "ad_impression", "ad_click",
@@ -54,58 +56,67 @@ def channel_group(medium: ir.StringValue, source: ir.StringValue, host: ir.Strin
     ).fill_null("direct")
 
 
-def build_sessions(events: ir.Table) -> ir.Table:
-    """One row per session with its time, visitor, first-touch attributes and outcomes."""
+def build_sessions(events: ir.Table, keep: Callable[[ir.Table], ir.Table] = lambda t: t) -> ir.Table:
+    """One row per session with its time, visitor, first-touch attributes and outcomes.
+
+    `keep` may materialize the per-session table before the visitor's first session is found:
+    that step reads the sessions twice, and without it the engine would build them twice.
+    """
     ev = events.filter(~events.event_type.isin(NON_SESSION_EVENTS))
     ev = ev.select(*SESSION_COLUMNS, visitor=ibis.coalesce(ev.anonymous_id, ev.source + ":" + ev.customer_id, ev.profile_id))
+    # Sessions are grouped on (k1, k2, k3) columns rather than a concatenated key: building a
+    # string per event costs more than the grouping itself. The key text is made per session.
     with_id = ev.filter(ev.session_id.notnull())
-    with_id = with_id.mutate(session_key=with_id.source + ":" + with_id.session_id)
-    rank = ibis.row_number().over(group_by=with_id.session_key, order_by=[with_id.occurred_at, with_id.event_id])
-    with_id = with_id.mutate(first=(rank == 0).cast("int64"))
+    with_id = with_id.mutate(k1=with_id.source, k2=with_id.session_id, k3=ibis.literal(0, "int64"))
     loose = ev.filter(ev.session_id.isnull() & ev.visitor.notnull())
     order = [loose.occurred_at, loose.event_id]
     loose = loose.mutate(prev=loose.occurred_at.lag().over(group_by=loose.visitor, order_by=order))
     gap = loose.occurred_at.epoch_seconds() - loose.prev.epoch_seconds()
-    loose = loose.mutate(first=ibis.ifelse(gap.isnull() | (gap > INACTIVITY_SECONDS), 1, 0).cast("int64")).drop("prev")
-    number = loose.first.sum().over(ibis.cumulative_window(group_by=loose.visitor, order_by=[loose.occurred_at, loose.event_id]))
-    loose = loose.mutate(session_key="~" + loose.visitor + ":" + number.cast("string"))
+    loose = loose.mutate(starts=ibis.ifelse(gap.isnull() | (gap > INACTIVITY_SECONDS), 1, 0).cast("int64")).drop("prev")
+    number = loose.starts.sum().over(ibis.cumulative_window(group_by=loose.visitor, order_by=[loose.occurred_at, loose.event_id]))
+    loose = loose.mutate(k1=ibis.literal("~"), k2=loose.visitor, k3=number).drop("starts")
     rows = ibis.union(with_id, loose.select(*with_id.columns))
 
-    first = rows.filter(rows.first == 1)
-    host = referrer_host(first.referrer)
-    first = first.select(
-        session_key=first.session_key, visitor=first.visitor, channel=first.channel, referrer=first.referrer,
-        utm_source=first.utm_source, utm_medium=first.utm_medium, utm_campaign=first.utm_campaign,
-        channel_group=channel_group(first.utm_medium, first.utm_source, host, first.referrer),
-        traffic_source=ibis.coalesce(first.utm_source.nullif(""), host, ibis.literal("(direct)")),
-        device=first.properties.cast("string").re_extract(r'"device"\s*:\s*"([^"]*)"', 1).nullif(""),
-    )
     t = rows.event_type
-    totals = rows.group_by(rows.session_key).aggregate(
+    key = order_key(rows.occurred_at, rows.event_id)
+    pages = t.isin(PAGE_EVENTS).cast("int64").sum()
+    s = rows.group_by(["k1", "k2", "k3"]).aggregate(
         ts=rows.occurred_at.min(),
         ended=rows.occurred_at.max(),
         events=rows.count(),
-        pages=t.isin(PAGE_EVENTS).cast("int64").sum(),
-        page_events=t.isin(PAGE_EVENTS).cast("int64").sum(),
+        pages=pages,
+        page_events=pages,
         purchases=(t == "purchase").cast("int64").sum(),
         carts=(t == "add_to_cart").cast("int64").sum(),
         leads=t.isin(LEAD_EVENTS).cast("int64").sum(),
         revenue=ibis.ifelse(t == "purchase", rows.value.fill_null(0), 0).sum(),
+        profile_id=first(rows.profile_id, key, skip_null=True),
+        visitor=first(rows.visitor, key),
+        channel=first(rows.channel, key),
+        referrer=first(rows.referrer, key),
+        utm_source=first(rows.utm_source, key),
+        utm_medium=first(rows.utm_medium, key),
+        utm_campaign=first(rows.utm_campaign, key),
+        properties=first(rows.properties, key),
     )
-    profiles = first_values(rows, "session_key", {"profile_id": "profile_id"}, ["occurred_at", "event_id"], skip_null=True)
-    profiles = profiles.rename(_pkey="session_key").view()
-    s = totals.join(first, "session_key")
-    s = s.left_join(profiles, s.session_key == profiles._pkey).drop("_pkey")
+    s = s.mutate(session_key=ibis.ifelse(s.k1 == "~", "~" + s.k2 + ":" + s.k3.cast("string"), s.k1 + ":" + s.k2)).drop("k1", "k2", "k3")
+    host = referrer_host(s.referrer)
     s = s.mutate(
+        channel_group=channel_group(s.utm_medium, s.utm_source, host, s.referrer),
+        traffic_source=ibis.coalesce(s.utm_source.nullif(""), host, ibis.literal("(direct)")),
+        device=s.properties.cast("string").re_extract(r'"device"\s*:\s*"([^"]*)"', 1).nullif(""),
         duration=(s.ended.epoch_seconds() - s.ts.epoch_seconds()).cast("float64"),
         bounced=((s.events == 1) & (s.page_events == 1)).cast("int64"),
         converted=(s.purchases > 0).cast("int64"),
         carted=(s.carts > 0).cast("int64"),
         lead=(s.leads > 0).cast("int64"),
-    )
-    rank = ibis.row_number().over(group_by=s.visitor, order_by=[s.ts, s.session_key])
-    s = s.mutate(new=ibis.ifelse(s.visitor.isnull() | (rank == 0), 1, 0))
-    return s.drop("ended", "page_events", "purchases", "carts", "leads")
+    ).drop("properties", "ended", "page_events", "purchases", "carts", "leads")
+    s = keep(s)
+    firsts = s.filter(s.visitor.notnull())
+    firsts = firsts.group_by(firsts.visitor).aggregate(first_key=first(firsts.session_key, order_key(firsts.ts, firsts.session_key)))
+    firsts = firsts.rename(_visitor="visitor").view()
+    s = s.left_join(firsts, s.visitor == firsts._visitor)
+    return s.mutate(new=ibis.ifelse(s.visitor.isnull() | (s.first_key == s.session_key), 1, 0)).drop("_visitor", "first_key")
 
 
 SESSION_COLUMNS = ("event_id", "occurred_at", "event_type", "anonymous_id", "customer_id", "session_id", "channel",

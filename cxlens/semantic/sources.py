@@ -18,7 +18,7 @@ import ibis
 import ibis.expr.types as ir
 
 from cxlens.semantic.expressions import compile_expr
-from cxlens.semantic.ordered import first_values
+from cxlens.semantic.ordered import first, last, order_key
 from cxlens.semantic.model import TRUNCATE_UNIT, EngagementSettings
 from cxlens.semantic.sessions import build_sessions
 
@@ -45,6 +45,7 @@ class Context:
         self.lifespan_days = lifespan_days
         self._cache: dict[tuple[str, Request], ir.Table] = {}
         self._scalars: dict[str, object] = {}
+        self._kept: list[ir.Table] = []
 
     def source(self, name: str, request: Request) -> ir.Table:
         key = (name, request if SOURCES[name].periodic or SOURCES[name].derived_dims else Request("all"))
@@ -55,14 +56,23 @@ class Context:
             self._cache[key] = built
         return self._cache[key]
 
+    def keep(self, t: ir.Table) -> ir.Table:
+        """Materialize an intermediate result when this context materializes (else leave it lazy)."""
+        if not self.materialize:
+            return t
+        kept = t.cache()
+        self._kept.append(kept)
+        return kept
+
     def release(self) -> None:
         """Drop the tables materialized for this context (before the workspace closes)."""
-        for t in self._cache.values():
+        for t in [*self._cache.values(), *self._kept]:
             release = getattr(t, "release", None)
             if release is not None:
                 with contextlib.suppress(Exception):
                     release()
         self._cache.clear()
+        self._kept.clear()
 
     def scalar(self, name: str, compute: Callable[[], object]) -> object:
         """A small value computed once per context (e.g. whether any order has a cost)."""
@@ -106,7 +116,7 @@ def _events(ctx: Context, req: Request) -> ir.Table:
 
 
 def _sessions(ctx: Context, req: Request) -> ir.Table:
-    return build_sessions(ctx.table("events"))
+    return build_sessions(ctx.table("events"), ctx.keep)
 
 
 def _surveys(ctx: Context, req: Request) -> ir.Table:
@@ -125,19 +135,17 @@ def _interactions(ctx: Context, req: Request) -> ir.Table:
 def _cases(ctx: Context, req: Request) -> ir.Table:
     i = ctx.table("interactions")
     i = i.mutate(case_key=i.source + ":" + ibis.coalesce(i.case_id, i.interaction_id))
-    order = ["started_at", "interaction_id"]
+    key = order_key(i.started_at, i.interaction_id)
     agg = i.group_by(i.case_key).aggregate(
         ts=i.started_at.min(),
         contacts=i.count(),
         channels=i.channel.nunique(),
         transfers=i.transfers.fill_null(0).sum(),
+        channel=first(i.channel, key),
+        topic=first(i.topic, key),
+        resolved=last(i.resolved, key).cast("int64"),
+        profile_id=first(i.profile_id, key, skip_null=True),
     )
-    firsts = first_values(i, "case_key", {"channel": "channel", "topic": "topic"}, order).rename(_k1="case_key").view()
-    lasts = first_values(i, "case_key", {"resolved": "resolved"}, order, last=True).rename(_k2="case_key").view()
-    people = first_values(i, "case_key", {"profile_id": "profile_id"}, order, skip_null=True).rename(_k3="case_key").view()
-    agg = agg.left_join(firsts, agg.case_key == firsts._k1).left_join(lasts, agg.case_key == lasts._k2)
-    agg = agg.left_join(people, agg.case_key == people._k3).drop("_k1", "_k2", "_k3")
-    agg = agg.mutate(resolved=agg.resolved.cast("int64"))
     return agg.mutate(
         fcr=((agg.contacts == 1) & (agg.resolved.fill_null(0) == 1)).cast("int64"),
         repeat=(agg.contacts >= 2).cast("int64"),
