@@ -54,6 +54,16 @@ def _catalog(ctx: typer.Context) -> "Catalog":
     return Catalog.load(definitions_path(state.workspace_path or default_path()))
 
 
+def format_change(value: Any, unit: str) -> str:
+    """A change for people: shares move in percentage points, everything else in its own unit."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if unit == "share":
+        return f"{float(value) * 100:+.1f} pp"
+    text = format_value(value, unit)
+    return text if text.startswith(("+", "-")) else f"+{text}"
+
+
 def format_value(value: Any, unit: str) -> str:
     """A metric value for people: shares as percentages, NPS in points, money with two decimals."""
     if value is None or (isinstance(value, float) and value != value):
@@ -177,9 +187,9 @@ def compare_command(
     m = result.metric
     rows = []
     for r in result.rows:
-        ci = "–" if r.get("ci_low") is None else f"[{format_value(r['ci_low'], m.unit)}, {format_value(r['ci_high'], m.unit)}]"
+        ci = "–" if r.get("ci_low") is None else f"[{format_change(r['ci_low'], m.unit)}, {format_change(r['ci_high'], m.unit)}]"
         rows.append({**{d: r.get(d) for d in result.by}, "before": format_value(r["before"], m.unit),
-                     "after": format_value(r["after"], m.unit), "change": format_value(r["absolute"], m.unit),
+                     "after": format_value(r["after"], m.unit), "change": format_change(r["absolute"], m.unit),
                      "relative": "–" if r["relative"] is None else f"{r['relative'] * 100:+.1f}%",
                      f"{100 * (1 - alpha):g}% CI": ci,
                      "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}", "n before": r["n_before"],
