@@ -1,8 +1,9 @@
-"""The demo a newcomer runs first (`make demo`): simulate a company, ingest it, resolve it, check it.
+"""The demo a newcomer runs first (`make demo`): simulate a company, ingest it, resolve it, check it,
+and write the KPI report.
 
 Every number it prints is also checked against the simulation's truth, so the demo doubles as an
 end-to-end acceptance run: identity precision/recall and whether each dirty row was quarantined
-with the reason the simulator planted.
+with the reason the simulator planted. It ends with `report.html` and the headline KPIs.
 """
 
 from __future__ import annotations
@@ -17,10 +18,26 @@ from typing import Any
 
 from cxlens.identity import evaluate, identity_stats
 from cxlens.ingest import ingest_file, load_mapping, refresh_identity
+from cxlens.report import ReportResult, build_report
 from cxlens.simulate import simulate
 from cxlens.workspace import Workspace
 
 Step = Callable[[str, int, int], None]
+
+DEMO_DEFINITIONS = """\
+# Written by `cxlens demo`: segments the report breaks metrics down by (edit and re-run `cxlens report`).
+segments:
+  - id: loyalty_members
+    label: Loyalty members
+    where: "loyalty_member"
+  - id: detractors
+    label: Latest NPS answer 0-6
+    where: "latest_nps <= 6"
+  - id: lapsing
+    label: Bought before, no order in the last 60 days
+    where: "orders > 0 and days_since_last_order > 60"
+"""
+"""The demo workspace's definitions file, so its report shows breakdowns by segment."""
 
 
 @dataclass
@@ -36,14 +53,18 @@ class DemoSummary:
     profiles: int = 0
     identity: dict[str, Any] = field(default_factory=dict)
     dirty_check: dict[str, int] = field(default_factory=dict)
+    report: str = ""
+    headline: list[dict[str, Any]] = field(default_factory=list)
+    report_result: ReportResult | None = field(default=None, repr=False, compare=False)
+    """The written report with its numbers (not part of the JSON summary)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "report_result"}
 
 
 def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int = 365, seed: int = 7,
              on_step: Step | None = None) -> DemoSummary:
-    """Simulate → ingest every export with its mapping → resolve identities → compare with truth."""
+    """Simulate → ingest every export with its mapping → resolve identities → compare with truth → report."""
     out = Path(out_dir)
     data = out / "data"
     db = out / "cxlens.duckdb"
@@ -60,6 +81,8 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
 
     for f in (db, db.with_name(db.name + ".wal")):
         f.unlink(missing_ok=True)
+    definitions = db.with_name(db.stem + ".metrics.yml")
+    definitions.write_text(DEMO_DEFINITIONS)
     t = time.perf_counter()
     files = truth["files"]
     with Workspace.open(db) as ws:
@@ -84,6 +107,10 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
         summary.identity = {"precision": scores["precision"], "recall": scores["recall"],
                             "flagged": len(stats.get("flagged", [])), "profiles": stats.get("profiles")}
         summary.dirty_check = _check_dirty(ws, truth)
+        t = time.perf_counter()
+        result = build_report(ws, out / "report.html", on_step=lambda label, done, total: step(f"report: {label}", done, total))
+        summary.seconds["report"] = round(time.perf_counter() - t, 2)
+        summary.report, summary.headline, summary.report_result = str(result.path), result.headline(), result
     summary.seconds["total"] = round(sum(summary.seconds.values()), 2)
     return summary
 

@@ -47,6 +47,21 @@ def test_duplicates_and_row_counts_match_truth(demo) -> None:
     assert read == {f["file"]: f["rows"] for f in truth["files"]}
 
 
+def test_demo_writes_the_report_with_the_headline_kpis(demo) -> None:
+    from cxlens.report import HEADLINE
+
+    s, out = demo
+    assert Path(s.report) == (out / "report.html").resolve() and Path(s.report).is_file()
+    assert [h["metric"] for h in s.headline] == list(HEADLINE)
+    by_id = {h["metric"]: h for h in s.headline}
+    for metric in ("revenue", "orders", "aov", "active_customers", "nps", "csat", "conversion_rate", "engagement_score"):
+        assert by_id[metric]["value"] is not None and by_id[metric]["period"], metric
+    assert by_id["retention_rate"]["value"] + by_id["churn_rate"]["value"] == pytest.approx(1.0)  # same customers
+    summary = json.loads(json.dumps(s.to_dict()))  # the JSON summary carries the path and the headline
+    assert summary["report"] == s.report and len(summary["headline"]) == len(HEADLINE)
+    assert s.seconds["report"] > 0 and (out / "cxlens.metrics.yml").is_file()
+
+
 def test_reingesting_every_export_loads_nothing(demo) -> None:
     s, out = demo
     truth = json.loads((out / "data" / "truth.json").read_text())

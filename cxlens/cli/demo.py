@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cxlens.cli.output import Format, console, err_console, print_json, print_rows
+from cxlens.cli.report import headline_table
 
 
 def demo_command(
@@ -19,7 +20,10 @@ def demo_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same company).")] = 7,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output: table or json.")] = Format.table,
 ) -> None:
-    """Simulate a retailer, ingest every export, resolve identities and check the result against the truth.
+    """Simulate a retailer, ingest every export, resolve identities, check the result against the truth and write the KPI report.
+
+    The folder gets the exports (data/), the workspace (cxlens.duckdb), a definitions file with
+    demo segments (cxlens.metrics.yml), report.html and summary.json.
 
     Examples:
 
@@ -52,8 +56,11 @@ def demo_command(
         f"wrong reason: {d['wrong_reason']}; missed: {d['missed']}; clean rows quarantined: {d['clean_rows_quarantined']}.\n"
         f"Exact duplicates skipped: {s.duplicates:,}.\n"
         f"Time: simulate {s.seconds['simulate']} s, ingest {s.seconds['ingest']} s, "
-        f"identities + profiles {s.seconds['identity']} s, total {s.seconds['total']} s.",
+        f"identities + profiles {s.seconds['identity']} s, report {s.seconds['report']} s, total {s.seconds['total']} s.",
         title="cxlens demo", border_style="green"))
+    if s.report_result is not None:
+        console.print(headline_table(s.report_result.data, title="Headline KPIs (latest period)"))
+    console.print(f"Report: [bold]{s.report}[/]  (open it in a browser; it works offline)")
     ws = s.workspace
     console.print(
         "Next:\n"
@@ -62,6 +69,7 @@ def demo_command(
         f"  cxlens -w {ws} identity stats\n"
         f"  cxlens -w {ws} profiles --top 10\n"
         f"  cxlens -w {ws} profile <email or customer id>\n"
+        f"  cxlens -w {ws} report --grain quarter --out {Path(s.out_dir) / 'report-quarterly.html'}\n"
         f"  duckdb {ws}   (with the DuckDB CLI: every table is plain SQL)"
     )
 
