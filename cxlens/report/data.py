@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as clock
 from typing import Any, Literal
 
@@ -25,7 +25,6 @@ from cxlens.report.formatting import currency_prefix
 from cxlens.report.tiles import Comparison, Tile, tile_from_series
 from cxlens.semantic import Catalog, catalog_for, measure
 from cxlens.semantic.baseline import Period, compare_periods
-from cxlens.semantic.sources import Request
 
 Step = Callable[[str, int, int], None]
 SeriesKey = tuple[str, tuple[str, ...]]
@@ -95,7 +94,8 @@ class ReportData:
     currency: str
     generated_at: datetime
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Why a section is empty, by section (`segment`, `engagement`)."""
     version: str = __version__
 
     @property
@@ -166,7 +166,7 @@ def gather(ws: Any, options: Options, *, on_step: Step | None = None) -> ReportD
     step = on_step or (lambda label, done, total: None)
     span = data_span(ws, options.since, options.until)
     check_options(options, span)
-    catalog = SharedCatalog.of(catalog_for(ws), ws.con)
+    catalog = SharedCatalog.of(catalog_for(ws))
     try:
         return _gather(ws, options, catalog, span, step, started)
     finally:
@@ -211,7 +211,7 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
             cut.append((b, frame))
         done += 1
     step("engagement score distribution", done, total)
-    engagement, engagement_period = engagement_distribution(ws, catalog, options, tiles.get("engagement_score"))
+    engagement, engagement_period, why_not = engagement_distribution(ws, catalog, options, tiles.get("engagement_score"))
     done += 1
     if options.baseline is not None:
         for m in metrics:
@@ -219,10 +219,10 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
             tiles[m.id] = _with_comparison(ws, catalog, tiles[m.id], options.baseline)
             done += 1
     step("done", total, total)
-    notes = []
+    notes = {"engagement": why_not} if why_not else {}
     if not catalog.segments:
-        notes.append("No segments are declared, so there is no breakdown by segment: add a `segments:` list to "
-                     f"{catalog.path or 'cxlens.metrics.yml next to the workspace'}.")
+        notes["segment"] = ("No segments are declared, so there is no breakdown by segment: add a `segments:` list to "
+                            f"{catalog.path or 'cxlens.metrics.yml next to the workspace'}.")
     return ReportData(
         workspace=str(getattr(ws, "path", "") or ws.backend.name), options=options, catalog=catalog, span=span,
         tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
@@ -251,25 +251,33 @@ def _with_comparison(ws: Any, catalog: Catalog, tile: Tile, baseline: Period) ->
                                                     warnings))
 
 
-def engagement_distribution(ws: Any, catalog: SharedCatalog, options: Options,
-                            tile: Tile | None) -> tuple[pd.DataFrame | None, date | None]:
+def engagement_distribution(ws: Any, catalog: Catalog, options: Options,
+                            tile: Tile | None) -> tuple[pd.DataFrame | None, date | None, str | None]:
     """Customers per 10-point band of the engagement score in its latest period, counted in the engine.
 
-    The semantic layer exposes the score's mean, not the per-customer scores, so this reads its
-    `engagement` source (one row per customer and period) through the same shared context.
+    The semantic layer reports the score's mean, not the per-customer scores, so each band is a
+    metric derived from `engagement_score`'s own definition: the same measure, with its per-customer
+    expression turned into "score in [lo, hi)" and summed. Returns (counts, period, why not).
     """
     if tile is None or tile.current is None:
-        return None, None
-    start = tile.current.period
+        return None, None, None
+    m = tile.metric
+    if m.measure is None or not m.measure.expr:
+        return None, None, f"{m.id} is not a measure of one expression, so it has no per-customer distribution."
+    start, score = tile.current.period, m.measure.expr
+    counts: list[int] = []
     try:
-        rows = catalog.context(ws.table).source("engagement", Request(options.grain))
-    except (CxlensError, KeyError):
-        return None, None
-    rows = rows.filter(rows.ts == ibis.literal(datetime.combine(start, clock.min)).cast("timestamp"))
-    band = (rows.score / ENGAGEMENT_BUCKET).floor().cast("int64").clip(0, 100 // ENGAGEMENT_BUCKET - 1) * ENGAGEMENT_BUCKET
-    counts = rows.group_by(band=band).aggregate(customers=rows.count()).order_by("band").execute()
-    full = pd.DataFrame({"band": range(0, 100, ENGAGEMENT_BUCKET)})
-    counts = full.merge(counts, on="band", how="left").fillna({"customers": 0})
-    counts["customers"] = counts["customers"].astype(int)
-    return counts, start
-
+        for lo in range(0, 100, ENGAGEMENT_BUCKET):
+            upper = f" AND ({score}) < {lo + ENGAGEMENT_BUCKET}" if lo + ENGAGEMENT_BUCKET < 100 else ""
+            band = replace(m, id=f"_report_engagement_band_{lo}", dimensions=(), measure=replace(
+                m.measure, agg="sum", expr=f"CASE WHEN ({score}) >= {lo}{upper} THEN 1 ELSE 0 END"))
+            catalog.metrics[band.id] = band
+            try:
+                frame = measure(ws, band.id, grain=options.grain, since=start,
+                                until=periods.last_day(start, options.grain), catalog=catalog).frame
+            finally:
+                del catalog.metrics[band.id]
+            counts.append(int(frame.loc[frame["period_start"] == start, "value"].sum()))
+    except CxlensError as exc:
+        return None, None, f"The engagement score distribution could not be computed: {exc}"
+    return pd.DataFrame({"band": range(0, 100, ENGAGEMENT_BUCKET), "customers": counts}), start, None

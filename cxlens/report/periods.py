@@ -1,7 +1,7 @@
 """Calendar periods of the report's grain: where one starts and ends, its neighbours, its label.
 
 The semantic layer truncates timestamps in the engine (weeks start on Monday, quarters in January,
-April, July and October); these helpers reproduce the same calendar in Python so the report can
+April, July and October); these helpers step through the same calendar in Python so the report can
 name the period a tile shows, find the one before it and tell a full period from a partial one.
 """
 
@@ -14,15 +14,6 @@ from typing import Literal
 ReportGrain = Literal["week", "month", "quarter"]
 REPORT_GRAINS: tuple[str, ...] = ("week", "month", "quarter")
 MONTHS_IN: dict[str, int] = {"month": 1, "quarter": 3}
-
-
-def floor(day: date, grain: str) -> date:
-    """The first day of the period holding `day`."""
-    if grain == "week":
-        return day - timedelta(days=day.weekday())
-    if grain == "quarter":
-        return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
-    return date(day.year, day.month, 1)
 
 
 def shift(start: date, grain: str, periods: int = 1) -> date:
@@ -53,14 +44,6 @@ class DataSpan:
 
     first: datetime
     last: datetime
-
-    def is_full(self, start: date, grain: str) -> bool:
-        """Whether the data covers the whole period (it neither starts nor ends inside it)."""
-        return self.first.date() <= start and self.last.date() >= last_day(start, grain)
-
-    def first_full_period(self, grain: str) -> date:
-        start = floor(self.first.date(), grain)
-        return start if start >= self.first.date() else shift(start, grain)
 
     def to_json(self) -> dict[str, str]:
         return {"first": self.first.isoformat(), "last": self.last.isoformat()}
