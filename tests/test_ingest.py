@@ -340,9 +340,29 @@ def test_ctrl_c_mid_ingest_is_a_sentence_and_changes_nothing(ws_path: Path, tmp_
     exe = Path(sys.executable).parent / "cxlens"
     proc = subprocess.Popen([str(exe), "--workspace", str(ws_path), "ingest", "events", str(big), "--no-resolve"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    _wait_until_reading(proc, big)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, err)
     assert "Interrupted" in err and "Traceback" not in err
     assert _all_counts(ws_path) == before
+
+
+def _wait_until_reading(proc: subprocess.Popen, path: Path, timeout: float = 60.0) -> None:
+    """Wait until `proc` has `path` open (it is past its imports and reading), on a busy machine too.
+
+    Without /proc (not Linux), fall back to a fixed wait.
+    """
+    fds = Path(f"/proc/{proc.pid}/fd")
+    if not fds.exists():
+        time.sleep(2.5)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir()):
+                return
+        except OSError:  # a descriptor closed while we looked
+            pass
+        time.sleep(0.02)
