@@ -47,14 +47,15 @@ def union_all(tables: Iterable[ir.Table]) -> ir.Table | None:
 
 
 def record_keys(
-    ws: Workspace, country_code: str, ingest_ids: list[int] | None = None
+    ws: Workspace, country_code: str, ingest_ids: list[int] | None = None, staged: ir.Table | None = None
 ) -> ir.Table | None:
     """One row per distinct identifier combination with its normalized keys (k_customer_id, ...).
 
-    `ingest_ids` restricts to the records of those ingests (incremental resolution).
+    `ingest_ids` restricts to the records of those ingests (incremental resolution). `staged` adds
+    the distinct combinations (source and identity columns) of records an ingest is about to load.
     """
     have = ws.backend.tables()
-    parts = []
+    tables = []
     for name in PERSON_TABLES:
         if name not in have:
             continue
@@ -63,7 +64,11 @@ def record_keys(
             t = t.filter(t.ingest_id.isin(ingest_ids))
         # Millions of events carry a few thousand distinct identifier combinations: normalize
         # those, not every row (the graph, the guard and the nodes only need distinct tuples).
-        t = t.select("source", *[c for c in KEY_TYPES if c in t.columns]).distinct()
+        tables.append(t.select("source", *[c for c in KEY_TYPES if c in t.columns]).distinct())
+    if staged is not None:
+        tables.append(staged)
+    parts = []
+    for t in tables:
         keys = row_keys(t, country_code)
         cols = {kcol(k): keys.get(k, ibis.null("string")) for k in KEY_TYPES}
         parts.append(t.select(**cols))

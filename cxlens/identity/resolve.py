@@ -43,6 +43,16 @@ class ResolveReport:
     iterations: int = 0
 
 
+@dataclass(frozen=True)
+class Staged:
+    """Records an ingest is about to load, inside its open transaction: resolving them first lets
+    the load write their profile_id as it inserts them instead of updating every row after."""
+
+    ingest_id: int
+    combos: ir.Table
+    """One row per distinct identifier combination of the records: source and identity columns."""
+
+
 def resolve(
     ws: Workspace,
     *,
@@ -50,8 +60,13 @@ def resolve(
     country_code: str = "1",
     full: bool = False,
     max_iterations: int = MAX_ITERATIONS,
+    staged: Staged | None = None,
 ) -> ResolveReport:
-    """Resolve identities of pending ingests (or everything with `full`) and write profile_id."""
+    """Resolve identities of pending ingests (or everything with `full`) and write profile_id.
+
+    With `staged`, its records count as one more pending ingest whose rows are not in the tables
+    yet; the caller loads them with the profile ids the resolution gives their keys.
+    """
     if not isinstance(max_shared, int) or isinstance(max_shared, bool) or max_shared < 1:
         raise IdentityError(f"max_shared must be a whole number of customers, at least 1; got {max_shared!r}.")
     if not (isinstance(country_code, str) and country_code.isdigit() and 1 <= len(country_code) <= 3):
@@ -60,6 +75,9 @@ def resolve(
     settings = f"max_shared={max_shared};country_code={country_code}"
     stored = _read_setting(ws)
     pending = _pending_ingests(ws)
+    extra = staged.combos if staged is not None else None
+    if staged is not None and staged.ingest_id not in pending:
+        pending = sorted([*pending, staged.ingest_id])
     has_keys = count(ws.table("identity_keys")) > 0
     if stored != settings and (stored is not None or has_keys):
         full = True
@@ -67,7 +85,7 @@ def resolve(
         return _report(ws, started, full=False, ingests=0)
 
     with ws.transaction(), Scratch(ws) as scratch:
-        all_records = graph.record_keys(ws, country_code)
+        all_records = graph.record_keys(ws, country_code, staged=extra)
         if all_records is not None:
             # Materialized once: the guard needs every record, and a first load (or a full run)
             # resolves exactly these, so the tables are scanned and normalized only once.
@@ -79,7 +97,7 @@ def resolve(
         flagged = flags if count(flags) else None
         everything = full or set(pending) >= set(_all_ingests(ws))
         scope = None if everything else pending
-        records = all_records if scope is None else graph.record_keys(ws, country_code, scope)
+        records = all_records if scope is None else graph.record_keys(ws, country_code, scope, staged=extra)
         link_rows = graph.links(ws, scope)
 
         parts = [graph.link_edges_clean(link_rows, flagged)]

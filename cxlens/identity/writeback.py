@@ -34,6 +34,14 @@ def profile_of_rows(t: ir.Table, key_profiles: ir.Table, country_code: str) -> i
     return j.select(*[t[c] for c in t.columns], j._cx_pid)
 
 
+def profiles_of_combinations(ws: Workspace, combos: ir.Table, country_code: str) -> ir.Table:
+    """`combos` (source and identity columns) plus _cx_pid: the profile each combination resolves
+    to now, by the same rule as the rows written back (its first key that has a profile)."""
+    ik = ws.table("identity_keys")
+    usable = ik.filter(ik.profile_id.notnull()).select("key", "profile_id")
+    return _profile_of_tuples(combos, usable, country_code)
+
+
 def _profile_of_tuples(t: ir.Table, key_profiles: ir.Table, country_code: str) -> ir.Table:
     keys = row_keys(t, country_code)
     out = t.mutate(**{f"_cx_k_{k}": v for k, v in keys.items()})

@@ -7,7 +7,7 @@ it was. All row work is SQL over the whole file; Python only sees counts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +19,7 @@ import ibis
 from cxlens.errors import IngestError, WorkspaceError
 from cxlens.identity import keys as idkeys
 from cxlens.ingest.mapping import Mapping, identity_mapping, load_mapping
-from cxlens.ingest.plan import Plan, build_plan
+from cxlens.ingest.plan import NO_ATTRIBUTES, Plan, build_plan
 from cxlens.ingest.readers import FileInfo, detect, file_sha256, first_data_line, source_sql
 from cxlens.ingest.validate import lit, q
 from cxlens.workspace.backend import DuckDBBackend
@@ -27,7 +27,7 @@ from cxlens.workspace.internal import REASONS
 from cxlens.workspace.schema import IDENTITY_COLUMNS, LOADABLE_TABLES, META_COLUMNS, TABLES, Table, target_table
 from cxlens.workspace.workspace import Workspace
 
-REJECTS, PARSED = "_cx_rejects", "_cx_parsed"
+REJECTS, PARSED, COMBOS, PIDS = "_cx_rejects", "_cx_parsed", "_cx_combos", "_cx_pids"
 Stage = Callable[[str], None]
 
 
@@ -58,7 +58,8 @@ class IngestResult:
 def ingest(ws: Workspace, table: str, files: Sequence[str | Path], *, mapping: str | Path | None = None,
            source: str | None = None, format: str | None = None, options: dict[str, Any] | None = None,
            resolve: bool = True, on_stage: Callable[[Path, str], None] | None = None) -> list[IngestResult]:
-    """Ingest every file (each atomically), then resolve identities and rebuild profiles once."""
+    """Ingest every file (each atomically, its rows' identities resolved in the same transaction),
+    then resolve whatever is still pending and rebuild profiles once."""
     if table not in LOADABLE_TABLES:
         raise IngestError(f"Unknown table `{table}` (valid: {', '.join(LOADABLE_TABLES)}).")
     if not files:
@@ -69,7 +70,8 @@ def ingest(ws: Workspace, table: str, files: Sequence[str | Path], *, mapping: s
     results = []
     for f in files:
         stage = (lambda s, _f=Path(f): on_stage(_f, s)) if on_stage else None
-        results.append(ingest_file(ws, table, Path(f), mapping=m, source=source, format=format, options=options, on_stage=stage))
+        results.append(ingest_file(ws, table, Path(f), mapping=m, source=source, format=format, options=options,
+                                   on_stage=stage, resolve=resolve))
     if resolve:
         if on_stage:
             on_stage(Path(files[-1]), "resolving identities")
@@ -88,8 +90,13 @@ def refresh_identity(ws: Workspace) -> None:
 
 def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | None = None, source: str | None = None,
                 format: str | None = None, options: dict[str, Any] | None = None,
-                on_stage: Stage | None = None) -> IngestResult:
-    """Load one file into `table` inside one transaction; return its counts."""
+                on_stage: Stage | None = None, resolve: bool = False) -> IngestResult:
+    """Load one file into `table` inside one transaction; return its counts.
+
+    With `resolve`, the identities of a person table's new rows are resolved in the same
+    transaction before they are inserted, so they go in with their profile_id (and the ingest is
+    marked resolved); order lines and other tables are left for the next resolution.
+    """
     if not isinstance(ws.backend, DuckDBBackend):
         raise WorkspaceError(f"Ingesting files needs a DuckDB workspace; this one runs on {ws.backend.name}.")
     started = time.perf_counter()
@@ -116,14 +123,18 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
         plan = build_plan(src_sql, file_columns, m, spec, source=src, where=where)
         step("validating")
         decl = "".join(f", {v} AS {q('__decl_' + k)}" for k, v in plan.declared.items())
-        cols = ", ".join(f"{plan.values[c.name]} AS {q(c.name)}" for c in spec.columns)
+        # Only mapped columns are staged (unmapped ones load as NULL), and a key that is one of
+        # them is not staged twice: every staged value is written and read once more.
+        cols = "".join(f", {plan.values[c]} AS {q(c)}" for c in plan.staged)
+        extra = "" if plan.key_column or table == "order_lines" else f", {plan.record_key} AS __key"
+        if plan.attributes != NO_ATTRIBUTES:
+            extra += f", {plan.attributes} AS __attributes"
         raw_case = "CASE __problem " + " ".join(f"WHEN {i} THEN {c.raw}" for i, c in enumerate(plan.checks)) + " END"
         try:
             # One pass over the file: parsed values, the first problem, and for bad rows only the
             # raw text. A table created from a scan keeps the file's order, so rowid gives lines.
             con.execute(
-                f"CREATE TEMP TABLE {PARSED} AS SELECT {plan.problem} AS __problem, {cols}, "
-                f"{plan.attributes} AS __attributes, {plan.record_key} AS __key{decl}, "
+                f"CREATE TEMP TABLE {PARSED} AS SELECT {plan.problem} AS __problem{cols}{extra}{decl}, "
                 f"CASE WHEN __problem >= 0 THEN {raw_case if plan.checks else 'NULL'} END AS __raw, "
                 f"CASE WHEN __problem >= 0 THEN CAST(to_json(src) AS VARCHAR) END AS __record "
                 f"FROM ({plan.base_sql}) src"
@@ -143,14 +154,15 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
             ingest_id = int(con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM sources").fetchone()[0])
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             step("loading")
+            if plan.declared:  # before the load: resolving its rows reads these links
+                _link_declared(con, plan, src, ingest_id)
+            resolved = resolve and table != "order_lines" and spec.person
             if table == "order_lines":
-                loaded, orders_loaded = _load_order_lines(con, src, ingest_id, now)
+                loaded, orders_loaded = _load_order_lines(con, plan, src, ingest_id, now)
             else:
-                loaded, orders_loaded = _load_rows(con, spec, src, ingest_id, now), None
+                loaded, orders_loaded = _load_rows(con, plan, src, ingest_id, now, ws=ws if resolved else None), None
             quarantined, reasons = _quarantine(con, plan, info, opts, table, src, ingest_id, now, path, first_rowid)
             rejected = quarantined - problems
-            if plan.declared:
-                _link_declared(con, plan, src, ingest_id)
             result = IngestResult(
                 table=table, source=src, file=str(path), rows_read=int(total) + rejected, rows_loaded=loaded,
                 rows_quarantined=quarantined, rows_duplicate=int(valid) - loaded, rows_filtered=int(filtered),
@@ -158,10 +170,10 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
                 quarantine_reasons=reasons,
             )
             con.execute(
-                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [ingest_id, str(path), table, src, info.label, checksum,
                  str(mapping.path) if mapping and mapping.path else None, now, result.rows_read, loaded,
-                 quarantined, result.rows_duplicate, result.rows_filtered, result.seconds],
+                 quarantined, result.rows_duplicate, result.rows_filtered, result.seconds, resolved],
             )
     finally:
         _drop_scratch(con)
@@ -169,7 +181,7 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
 
 
 def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
-    for t in (PARSED, REJECTS, REJECTS + "_scan", "_cx_bad", "_cx_shift"):
+    for t in (PARSED, REJECTS, REJECTS + "_scan", "_cx_bad", "_cx_shift", COMBOS, PIDS):
         con.execute(f"DROP TABLE IF EXISTS temp.{t}")
 
 
@@ -184,68 +196,132 @@ def _default_mapping(table: str, file_columns: list[str], path: Path) -> Mapping
     return m
 
 
+def _new_rows(spec: Table, rows: str, key: str, source: str, *, existing: bool) -> tuple[str, list[Any]]:
+    """`rows` without those whose key this source has loaded already, and the query's parameters."""
+    if not existing:
+        return rows, []
+    return (f"SELECT p.* FROM ({rows}) p ANTI JOIN (SELECT record_key FROM {spec.name} WHERE source = ?) t "
+            f"ON t.record_key = p.{key}"), [source]
+
+
 def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, rows: str, key: str, source: str, ingest_id: int,
-                now: datetime, *, existing: bool = True) -> int:
-    """INSERT the rows of `rows` (a SELECT with spec's columns, `key` and __attributes) whose key
-    this source has not loaded yet; returns how many went in."""
+                now: datetime, *, present: Collection[str], attributes: str, existing: bool = True,
+                profiles: Sequence[str] | None = None) -> int:
+    """INSERT the rows of `rows` (a SELECT with the `present` columns of spec, `key` and
+    `attributes`) whose key this source has not loaded yet; returns how many went in.
+
+    With `profiles` (identity columns), each row takes the profile id PIDS gives its combination
+    of those columns (compared null-safely); otherwise profile_id is left NULL.
+    """
     meta = ", ".join(q(c) for c in [*spec.column_names, *(m.name for m in META_COLUMNS)])
-    cols = ", ".join(q(c) for c in spec.column_names)
-    params: list[Any] = [source, ingest_id, now]
-    if existing:
-        rows = f"SELECT p.* FROM ({rows}) p ANTI JOIN (SELECT record_key FROM {spec.name} WHERE source = ?) t ON t.record_key = p.{key}"
-        params.append(source)
+    cols = ", ".join(f"r.{q(c)}" if c in present else "NULL" for c in spec.column_names)
+    rows, extra = _new_rows(spec, rows, key, source, existing=existing)
+    params: list[Any] = [source, ingest_id, now, *extra]
+    pid, join = "NULL", ""
+    if profiles is not None:
+        pid = "m.__pid"
+        same = " AND ".join(f"r.{q(c)} IS NOT DISTINCT FROM m.{q(c)}" for c in profiles)
+        join = f" LEFT JOIN {PIDS} m ON {same}" if profiles else f" CROSS JOIN {PIDS} m"
     row = con.execute(
-        f"INSERT INTO {spec.name} ({meta}) SELECT {cols}, NULL, ?, {key}, ?, ?, __attributes FROM ({rows})", params
+        f"INSERT INTO {spec.name} ({meta}) SELECT {cols}, {pid}, ?, r.{key}, ?, ?, "
+        f"{'NULL' if attributes == 'NULL' else 'r.' + attributes} "
+        f"FROM ({rows}) r{join}", params
     ).fetchone()
     return int(row[0])
 
 
-def _load_rows(con: duckdb.DuckDBPyConnection, spec: Table, source: str, ingest_id: int, now: datetime) -> int:
+def _staged_key(plan: Plan) -> str:
+    """The record key of a staged row: its key column, or the staged __key."""
+    return q(plan.key_column) if plan.key_column else "__key"
+
+
+def _staged_attributes(plan: Plan) -> str:
+    return "NULL" if plan.attributes == NO_ATTRIBUTES else "__attributes"
+
+
+def _load_rows(con: duckdb.DuckDBPyConnection, plan: Plan, source: str, ingest_id: int, now: datetime,
+               *, ws: Workspace | None = None) -> int:
     """Insert valid rows whose key is new for this source; the first of in-file repeats wins.
 
     The deduplicating window and anti-join only run when they can remove something: they cost a
     hash pass each and scramble row order, which makes the table's compression (and write) slower.
+    With `ws`, the identities of exactly the rows going in are resolved first (see `_resolve_new`).
     """
+    spec, key = plan.table, _staged_key(plan)
     repeats = con.execute(
-        f"SELECT count(*) - count(DISTINCT __key) FROM {PARSED} WHERE __problem IS NULL"
+        f"SELECT count(*) - count(DISTINCT {key}) FROM {PARSED} WHERE __problem IS NULL"
     ).fetchone()[0] > 0
     existing = con.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM {spec.name} WHERE source = ? LIMIT 1)", [source]
     ).fetchone()[0] > 0
     rows = f"SELECT * FROM {PARSED} WHERE __problem IS NULL"
     if repeats:
-        rows = (f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY __key ORDER BY rowid) AS __rn "
+        rows = (f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY rowid) AS __rn "
                 f"FROM {PARSED} WHERE __problem IS NULL) WHERE __rn = 1")
-    return _insert_new(con, spec, rows, "__key", source, ingest_id, now, existing=existing)
+    profiles = None
+    if ws is not None:
+        profiles = _resolve_new(ws, con, plan, *_new_rows(spec, rows, key, source, existing=existing), source, ingest_id)
+    return _insert_new(con, spec, rows, key, source, ingest_id, now, present=plan.staged,
+                       attributes=_staged_attributes(plan), existing=existing, profiles=profiles)
 
 
-def _load_order_lines(con: duckdb.DuckDBPyConnection, source: str, ingest_id: int, now: datetime) -> tuple[int, int]:
+def _resolve_new(ws: Workspace, con: duckdb.DuckDBPyConnection, plan: Plan, rows: str, params: list[Any],
+                 source: str, ingest_id: int) -> list[str]:
+    """Resolve identities with the rows about to be inserted; fill PIDS with the profile id of each
+    of their identifier combinations; return the identity columns that make a combination.
+
+    Millions of events carry a few identifier combinations per person, so the graph and the
+    lookup work on those; the insert then joins them back, and no row is updated afterwards.
+    """
+    from cxlens.identity.keys import DEFAULT_COUNTRY_CODE
+    from cxlens.identity.resolve import Staged, resolve
+    from cxlens.identity.writeback import profiles_of_combinations
+
+    ids = [c for c in IDENTITY_COLUMNS if c in plan.staged]
+    cols = "".join(f", {q(c)}" for c in ids)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {COMBOS} AS SELECT DISTINCT {lit(source)} AS source{cols} "
+                f"FROM ({rows})", params)
+    combos = ws.con.table(COMBOS)
+    resolve(ws, staged=Staged(ingest_id, combos))
+    pids = profiles_of_combinations(ws, combos, DEFAULT_COUNTRY_CODE)
+    ws.con.create_table(PIDS, pids.select(*ids, __pid=pids._cx_pid), temp=True, overwrite=True)
+    return ids
+
+
+def _load_order_lines(con: duckdb.DuckDBPyConnection, plan: Plan, source: str, ingest_id: int,
+                      now: datetime) -> tuple[int, int]:
     """Lines go to order_items (identical lines are real: keyed by content + occurrence); orders
     take the first line's order columns, and revenue = sum(quantity × unit_price) unless the
     export gives the order's revenue (repeated on each line, like its other order columns)."""
     items, orders = TABLES["order_items"], TABLES["orders"]
-    content = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({q(c)} AS VARCHAR), '')" for c in items.column_names) + ")"
+    staged = set(plan.staged)
+
+    def col(c: str) -> str:
+        return q(c) if c in staged else "NULL"
+
+    attributes = _staged_attributes(plan)
+    content = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({col(c)} AS VARCHAR), '')" for c in items.column_names) + ")"
     n_items = _insert_new(
         con, items,
         f"SELECT *, {content} || '#' || row_number() OVER (PARTITION BY {content} ORDER BY rowid) AS __ikey "
         f"FROM {PARSED} WHERE __problem IS NULL",
-        "__ikey", source, ingest_id, now,
+        "__ikey", source, ingest_id, now, present=staged, attributes=attributes,
     )
     firsts = []
     for c in orders.column_names:
         if c == "order_id":
             firsts.append("order_id")
         elif c == "revenue":
-            firsts.append("coalesce(arg_min(revenue, rowid), sum(quantity * unit_price)) AS revenue")
+            firsts.append(f"coalesce(arg_min({col('revenue')}, rowid), sum(quantity * unit_price)) AS revenue")
         elif c == "items_count":
-            firsts.append("coalesce(arg_min(items_count, rowid), CAST(sum(quantity) AS BIGINT)) AS items_count")
+            firsts.append(f"coalesce(arg_min({col('items_count')}, rowid), CAST(sum(quantity) AS BIGINT)) AS items_count")
         else:
-            firsts.append(f"arg_min({q(c)}, rowid) AS {q(c)}")
+            firsts.append(f"arg_min({col(c)}, rowid) AS {q(c)}")
     n_orders = _insert_new(
         con, orders,
-        f"SELECT {', '.join(firsts)}, arg_min(__attributes, rowid) AS __attributes FROM {PARSED} "
+        f"SELECT {', '.join(firsts)}, arg_min({attributes}, rowid) AS __attributes FROM {PARSED} "
         f"WHERE __problem IS NULL GROUP BY order_id",
-        "order_id", source, ingest_id, now,
+        "order_id", source, ingest_id, now, present=orders.column_names, attributes="__attributes",
     )
     return n_items, n_orders
 

@@ -17,6 +17,10 @@ from cxlens.ingest.validate import column_sql, lit, q, score_scale_check
 from cxlens.workspace.schema import Table
 
 
+NO_ATTRIBUTES = "CAST(NULL AS VARCHAR)"
+"""The attributes SQL of a file whose every column has a canonical place."""
+
+
 @dataclass(frozen=True)
 class Check:
     """One way a row can fail: which canonical column, why, and the raw text to keep."""
@@ -41,6 +45,21 @@ class Plan:
     record_key: str
     declared: dict[str, str] = field(default_factory=dict)
     """Declared identifier type -> SQL of its raw value."""
+
+    @property
+    def staged(self) -> list[str]:
+        """Canonical columns the file fills, in canonical order (the others load as NULL)."""
+        return [c.name for c in self.table.columns if self.values[c.name] != "NULL"]
+
+    @property
+    def key_column(self) -> str | None:
+        """The staged column whose value is the record key, when the key is one text column."""
+        for c in self.table.columns:
+            if self.values[c.name] != "NULL" and c.type == "string" and self.record_key in (
+                self.values[c.name], f"CAST({self.values[c.name]} AS VARCHAR)"
+            ):
+                return c.name
+        return None
 
 
 def build_plan(source_sql: str, file_columns: list[tuple[str, str]], mapping: Mapping, table: Table,
@@ -118,7 +137,7 @@ def build_plan(source_sql: str, file_columns: list[tuple[str, str]], mapping: Ma
         used |= {c.lower() for c in e.columns}
     extra = [n for n in names if n.lower() not in used]
     attributes = (
-        "json_object(" + ", ".join(f"{lit(n)}, {raw_of(n)}" for n in extra) + ")" if extra else "CAST(NULL AS VARCHAR)"
+        "json_object(" + ", ".join(f"{lit(n)}, {raw_of(n)}" for n in extra) + ")" if extra else NO_ATTRIBUTES
     )
     record_key = _record_key_sql(table, values, attributes)
     declared_sql = {k: f"NULLIF(trim({raw_of(v)}), '')" for k, v in declared.items()}
