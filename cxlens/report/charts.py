@@ -68,8 +68,8 @@ def _layout(fig: go.Figure, title: str, unit: str, currency: str, values: Sequen
         legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 11},
     )
-    fig.update_xaxes(showgrid=False, linecolor="#cbd5e1", ticks="outside", tickcolor="#cbd5e1")
-    fig.update_yaxes(gridcolor="#e2e8f0", zerolinecolor="#cbd5e1", **_axis(unit, currency, values))
+    fig.update_xaxes(showgrid=False, linecolor="#cbd5e1", ticks="outside", tickcolor="#cbd5e1", automargin=True)
+    fig.update_yaxes(gridcolor="#e2e8f0", zerolinecolor="#cbd5e1", automargin=True, **_axis(unit, currency, values))
     return fig
 
 
@@ -142,7 +142,7 @@ def engagement_histogram(counts: pd.DataFrame, period_label: str) -> go.Figure:
     fig = go.Figure(go.Bar(x=labels, y=counts["customers"].tolist(), marker_color=PALETTE[0],
                            hovertemplate="score %{x}: %{y:,} customers<extra></extra>"))
     fig.update_layout(hovermode="closest")
-    fig.update_xaxes(title_text="engagement score")
+    fig.update_xaxes(tickangle=0, type="category")
     return _layout(fig, f"Engagement score distribution, {period_label}", "count", "",
                    counts["customers"].tolist(), height=300)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as clock
 from typing import Any, Literal
 
-import ibis
 import pandas as pd
 
 from cxlens import __version__

@@ -62,8 +62,8 @@ def format_value(value: float | None, unit: str, currency: str = "") -> str:
     if unit == "points":
         return _minus(f"{value:.1f}")
     if unit == "currency":
-        digits = _compact(value) if abs(value) >= 1000 else _grouped(value, 2)
-        return _minus(f"{currency}{digits}") if value >= 0 else "−" + currency + digits.lstrip("-")
+        digits = _compact(abs(value)) if abs(value) >= 1000 else _grouped(abs(value), 2)
+        return f"{'−' if value < 0 else ''}{currency}{digits}"
     if unit == "count":
         return _minus(_compact(value))
     if unit == "seconds":
@@ -82,6 +82,8 @@ def _minus(text: str) -> str:
 
 
 def _signed(text: str, delta: float) -> str:
+    if not any(c in "123456789" for c in text):
+        return "±" + text.lstrip("-−")
     if delta > 0:
         return "+" + text
     if delta < 0:
