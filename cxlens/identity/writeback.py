@@ -102,6 +102,8 @@ def _update_in_place(ws: Workspace, scratch: Scratch, name: str, usable: ir.Tabl
         scope_sql = f'"{name}".ingest_id IN ({ids})'
         if changed is not None:
             scope_sql = f'({scope_sql} OR "{name}".profile_id IN (SELECT old_pid FROM "{ref(changed)}"))'
+    if ingest_ids is not None and not ws.sql(f'SELECT EXISTS (SELECT 1 FROM "{name}" WHERE {scope_sql})').fetchone()[0]:
+        return 0  # nothing in scope (e.g. the pending ingest's rows go in after the resolution)
     tuples = scratch.save(_profile_of_tuples(t.select(*idc).distinct(), usable, country_code), "tuples")
     same = " AND ".join(f'"{name}"."{c}" IS NOT DISTINCT FROM m."{c}"' for c in idc)
     row = ws.sql(
