@@ -256,6 +256,23 @@ def test_baseline_window_is_compared_with_an_interval(baseline_run: tuple[dict[s
     assert conversion["significant"] == (conversion["p_value"] < 0.05)
 
 
+def test_a_trailing_partial_period_is_left_out(demo: Path) -> None:
+    """Data cut on a Wednesday: that week is partial, so the tiles show the week before, whole."""
+    out = demo / "weekly.html"
+    res = run_cli("report", "--out", str(out), "--grain", "week", "--until", "2025-03-12", "--format", "json",
+                  workspace=demo / "cxlens.duckdb")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["left_out"] == "2025-03-10"
+    revenue = next(h for h in doc["headline"] if h["metric"] == "revenue")
+    assert revenue["period"] == "2025-03-03"
+    orders = _frame(demo / "cxlens.duckdb", "SELECT ordered_at, revenue, status FROM orders")
+    week = orders[(orders["ordered_at"] >= "2025-03-03") & (orders["ordered_at"] < "2025-03-10")
+                  & (orders["status"].isna() | (orders["status"] == "completed"))]
+    assert revenue["value"] == pytest.approx(week["revenue"].sum(), rel=1e-9)
+    assert "week of 2025-03-10 is left out" in out.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("args, words", [
     (("--baseline", "2025-01-01"), "--baseline must be START..END"),
     (("--baseline", "2025-02-30..2025-03-31"), "--baseline must be a date"),
@@ -308,3 +325,14 @@ def test_period_calendar_matches_the_engine() -> None:
     assert periods.shift(date(2025, 1, 1), "quarter", -1) == date(2024, 10, 1)
     assert periods.last_day(date(2024, 2, 1), "month") == date(2024, 2, 29)
     assert periods.label(date(2025, 10, 1), "quarter") == "2025 Q4"
+    assert periods.floor(date(2025, 12, 31), "week") == date(2025, 12, 29)  # weeks start on Monday
+    assert periods.floor(date(2025, 11, 15), "quarter") == date(2025, 10, 1)
+
+
+def test_only_a_trailing_partial_period_with_whole_ones_before_it_is_left_out() -> None:
+    from datetime import datetime
+
+    stray = periods.DataSpan(datetime(2025, 1, 1, 8), datetime(2026, 1, 1, 0, 2))  # one order just past the year
+    assert stray.trailing_partial("month") == date(2026, 1, 1)
+    assert periods.DataSpan(datetime(2025, 1, 1), datetime(2025, 12, 31, 23)).trailing_partial("month") is None
+    assert periods.DataSpan(datetime(2025, 1, 5), datetime(2025, 1, 20)).trailing_partial("month") is None

@@ -78,12 +78,16 @@ def _progress(*, disabled: bool) -> Iterator[Any]:
 
 def headline_table(data: Any, title: str = "Headline KPIs") -> Table:
     """The headline tiles as a Rich table, formatted exactly as in the report."""
+    from cxlens.report import periods
     from cxlens.report.render import tile_view
 
     tested = data.options.baseline is not None
     if tested:
         title += f" (baseline {data.options.baseline.start}..{data.options.baseline.end})"
     table = Table(title=title)
+    if data.left_out is not None and data.span is not None:
+        table.caption = (f"{periods.label(data.left_out, data.options.grain)} is partial (the data stops on "
+                         f"{data.span.last:%Y-%m-%d}) and left out.")
     columns = ["KPI", "period", "value", "vs previous", "vs baseline", "baseline"] + (["test"] if tested else [])
     for col in columns:
         table.add_column(col, justify="right" if col in ("value", "vs previous", "vs baseline") else "left")

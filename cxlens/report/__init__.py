@@ -35,8 +35,10 @@ class ReportResult:
 
     def to_json(self) -> dict[str, Any]:
         """The `cxlens report --format json` document."""
+        left_out = self.data.left_out
         return {"path": str(self.path), "metrics": len(self.data.tiles),
                 "no_data": [t.metric.id for t in self.data.tiles.values() if not t.has_data],
+                "left_out": left_out.isoformat() if left_out else None,
                 "seconds": self.seconds, "headline": self.headline()}
 
 

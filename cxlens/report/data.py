@@ -93,6 +93,8 @@ class ReportData:
     currency: str
     generated_at: datetime
     seconds: float = 0.0
+    left_out: date | None = None
+    """Start of the trailing partial period left out of tiles and charts (None when every period is whole)."""
     notes: dict[str, str] = field(default_factory=dict)
     """Why a section is empty, by section (`segment`, `engagement`)."""
     version: str = __version__
@@ -181,15 +183,20 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
     done = 0
     series: dict[SeriesKey, pd.DataFrame] = {}
     errors: dict[SeriesKey, str] = {}
+    left_out = span.trailing_partial(options.grain) if span is not None else None
 
     def compute(metric_id: str, by: tuple[str, ...]) -> pd.DataFrame | None:
         key = (metric_id, by)
         if key not in series and key not in errors:
             try:
-                series[key] = measure(ws, metric_id, grain=options.grain, by=by, since=options.since,
-                                      until=options.until, catalog=catalog).frame
+                frame = measure(ws, metric_id, grain=options.grain, by=by, since=options.since, until=options.until,
+                                catalog=catalog).frame
             except CxlensError as exc:
                 errors[key] = str(exc)
+            else:
+                if left_out is not None and "period_start" in frame.columns:
+                    frame = frame[frame["period_start"] < left_out].reset_index(drop=True)
+                series[key] = frame
         return series.get(key)
 
     tiles: dict[str, Tile] = {}
@@ -226,7 +233,7 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
         workspace=str(getattr(ws, "path", "") or ws.backend.name), options=options, catalog=catalog, span=span,
         tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
         currency=currency_of(ws), generated_at=datetime.now().astimezone().replace(microsecond=0),
-        seconds=round(time.perf_counter() - started, 2), notes=notes,
+        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes,
     )
 
 

@@ -16,6 +16,15 @@ REPORT_GRAINS: tuple[str, ...] = ("week", "month", "quarter")
 MONTHS_IN: dict[str, int] = {"month": 1, "quarter": 3}
 
 
+def floor(day: date, grain: str) -> date:
+    """The first day of the period holding `day`."""
+    if grain == "week":
+        return day - timedelta(days=day.weekday())
+    if grain == "quarter":
+        return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    return date(day.year, day.month, 1)
+
+
 def shift(start: date, grain: str, periods: int = 1) -> date:
     """The start of the period `periods` after (or before, when negative) the one starting at `start`."""
     if grain == "week":
@@ -44,6 +53,17 @@ class DataSpan:
 
     first: datetime
     last: datetime
+
+    def trailing_partial(self, grain: str) -> date | None:
+        """The start of the last period if the data stops before it ends and an earlier period exists.
+
+        A month holding one stray order past the end of the data would otherwise be the "current"
+        month of every tile, down 100% from the one before.
+        """
+        start = floor(self.last.date(), grain)
+        if self.last.date() >= last_day(start, grain) or start <= self.first.date():
+            return None
+        return start
 
     def to_json(self) -> dict[str, str]:
         return {"first": self.first.isoformat(), "last": self.last.isoformat()}

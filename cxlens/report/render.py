@@ -170,6 +170,9 @@ def render_html(data: ReportData) -> str:
         "title": f"cxlens report — {Path(data.workspace).name}",
         "grain": o.grain,
         "span": f"{span.first:%Y-%m-%d} to {span.last:%Y-%m-%d}" if span else "no data",
+        "left_out": (f"{periods.label(data.left_out, o.grain)} is left out: the data stops on {span.last:%Y-%m-%d}, "
+                     "before it ends, and a partial period is not comparable with whole ones."
+                     if data.left_out and span else ""),
         "baseline": baseline,
         "headline": [tile_view(data.tiles[m], data.currency_symbol) for m in HEADLINE if m in data.tiles],
         "sections": _sections(data),
