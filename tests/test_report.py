@@ -186,40 +186,35 @@ def test_nps_and_csat_tiles_equal_pandas(demo: Path, default_run: tuple[Any, str
     assert float(tiles["csat"]["data-value"]) == pytest.approx((csat["score"] >= 4).mean(), rel=1e-9)
 
 
-def test_report_catalogue_gives_the_same_numbers_as_measure(demo: Path) -> None:
-    """The shared context (sessions and segments built once) changes speed, not values."""
-    from cxlens.report.engine import SharedCatalog
-    from cxlens.semantic import catalog_for, measure
+def test_report_measurer_gives_the_same_numbers_as_measure(demo: Path) -> None:
+    """The report's shared Measurer (sessions and segments built once) changes speed, not values."""
+    from cxlens.semantic import Measurer, catalog_for, measure
+    from cxlens.semantic.baseline import Period, compare_periods
     from cxlens.workspace import Workspace
 
-    with Workspace.open(demo / "cxlens.duckdb") as ws:
+    with Workspace.open(demo / "cxlens.duckdb") as ws, Measurer(ws) as shared:
         plain = catalog_for(ws)
-        shared = SharedCatalog.of(plain)
-        try:
-            for metric, by in (("conversion_rate", ("channel_group",)), ("bounce_rate", ()), ("engagement_score", ()),
-                               ("revenue", ("segment",)), ("nps", ("segment",))):
-                a = measure(ws, metric, grain="month", by=by, catalog=plain).frame
-                b = measure(ws, metric, grain="month", by=by, catalog=shared).frame
-                pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=metric)
-        finally:
-            shared.close()
+        for metric, by in (("conversion_rate", ("channel_group",)), ("bounce_rate", ()), ("engagement_score", ()),
+                           ("revenue", ("segment",)), ("nps", ("segment",))):
+            a = measure(ws, metric, grain="month", by=by, catalog=plain).frame
+            b = shared.measure(metric, grain="month", by=by).frame
+            pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, obj=metric)
+        before, after = Period.parse("2025-01-01..2025-01-31", "b"), Period.parse("2025-03-01..2025-03-31", "a")
+        for metric in ("conversion_rate", "nps", "retention_rate"):
+            assert compare_periods(ws, metric, before, after, catalog=plain).rows == shared.compare(metric, before, after).rows
 
 
 def test_engagement_distribution_counts_every_scored_customer(demo: Path) -> None:
     from cxlens.report.data import Options, engagement_distribution
-    from cxlens.report.engine import SharedCatalog
     from cxlens.report.tiles import tile_from_series
-    from cxlens.semantic import catalog_for, measure
+    from cxlens.semantic import Measurer, catalog_for
     from cxlens.workspace import Workspace
 
-    with Workspace.open(demo / "cxlens.duckdb") as ws:
-        catalog = SharedCatalog.of(catalog_for(ws))
+    with Workspace.open(demo / "cxlens.duckdb") as ws, Measurer(ws) as measurer:
+        catalog = measurer.catalog
         metric = catalog.metric("engagement_score")
-        try:
-            tile = tile_from_series(metric, measure(ws, metric.id, grain="month", catalog=catalog).frame, "month", None)
-            counts, period, why_not = engagement_distribution(ws, catalog, Options(), tile)
-        finally:
-            catalog.close()
+        tile = tile_from_series(metric, measurer.measure(metric.id, grain="month").frame, "month", None)
+        counts, period, why_not = engagement_distribution(measurer, Options(), tile)
     assert why_not is None and period == tile.current.period
     assert list(counts["band"]) == list(range(0, 100, 10))
     assert counts["customers"].sum() == tile.current.n  # every customer scored in the period, in one band

@@ -19,11 +19,10 @@ import pandas as pd
 from cxlens import __version__
 from cxlens.errors import CxlensError, UsageError
 from cxlens.report import periods
-from cxlens.report.engine import SharedCatalog
 from cxlens.report.formatting import currency_prefix
 from cxlens.report.tiles import Comparison, Tile, tile_from_series
-from cxlens.semantic import Catalog, catalog_for, measure
-from cxlens.semantic.baseline import Period, compare_periods
+from cxlens.semantic import Catalog, Measurer
+from cxlens.semantic.baseline import Period
 
 Step = Callable[[str, int, int], None]
 SeriesKey = tuple[str, tuple[str, ...]]
@@ -167,15 +166,13 @@ def gather(ws: Any, options: Options, *, on_step: Step | None = None) -> ReportD
     step = on_step or (lambda label, done, total: None)
     span = data_span(ws, options.since, options.until)
     check_options(options, span)
-    catalog = SharedCatalog.of(catalog_for(ws))
-    try:
-        return _gather(ws, options, catalog, span, step, started)
-    finally:
-        catalog.close()
+    with Measurer(ws) as measurer:
+        return _gather(ws, options, measurer, span, step, started)
 
 
-def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.DataSpan | None, step: Step,
+def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpan | None, step: Step,
             started: float) -> ReportData:
+    catalog = measurer.catalog
     metrics = list(catalog.metrics.values())
     breakdowns = [b for b in BREAKDOWNS if b.metric in catalog.metrics
                   and b.by in catalog.dimensions_for(catalog.metrics[b.metric])]
@@ -189,8 +186,8 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
         key = (metric_id, by)
         if key not in series and key not in errors:
             try:
-                frame = measure(ws, metric_id, grain=options.grain, by=by, since=options.since, until=options.until,
-                                catalog=catalog).frame
+                frame = measurer.measure(metric_id, grain=options.grain, by=by, since=options.since,
+                                         until=options.until).frame
             except CxlensError as exc:
                 errors[key] = str(exc)
             else:
@@ -217,12 +214,12 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
             cut.append((b, frame))
         done += 1
     step("engagement score distribution", done, total)
-    engagement, engagement_period, why_not = engagement_distribution(ws, catalog, options, tiles.get("engagement_score"))
+    engagement, engagement_period, why_not = engagement_distribution(measurer, options, tiles.get("engagement_score"))
     done += 1
     if options.baseline is not None:
         for m in metrics:
             step(f"comparing {m.id} with the baseline", done, total)
-            tiles[m.id] = _with_comparison(ws, catalog, tiles[m.id], options.baseline)
+            tiles[m.id] = _with_comparison(measurer, tiles[m.id], options.baseline)
             done += 1
     step("done", total, total)
     notes = {"engagement": why_not} if why_not else {}
@@ -237,13 +234,13 @@ def _gather(ws: Any, options: Options, catalog: SharedCatalog, span: periods.Dat
     )
 
 
-def _with_comparison(ws: Any, catalog: Catalog, tile: Tile, baseline: Period) -> Tile:
+def _with_comparison(measurer: Measurer, tile: Tile, baseline: Period) -> Tile:
     """The tile plus `compare_periods(baseline, tile's current period)`, when it has a current period."""
     if tile.current is None:
         return tile
     after = Period(tile.current.period, periods.last_day(tile.current.period, tile.grain))
     try:
-        result = compare_periods(ws, tile.metric.id, baseline, after, catalog=catalog)
+        result = measurer.compare(tile.metric.id, baseline, after)
     except CxlensError as exc:
         row: dict[str, Any] = {"code": "not_computed"}
         warnings = [str(exc)]
@@ -257,7 +254,7 @@ def _with_comparison(ws: Any, catalog: Catalog, tile: Tile, baseline: Period) ->
                                                     warnings))
 
 
-def engagement_distribution(ws: Any, catalog: Catalog, options: Options,
+def engagement_distribution(measurer: Measurer, options: Options,
                             tile: Tile | None) -> tuple[pd.DataFrame | None, date | None, str | None]:
     """Customers per 10-point band of the engagement score in its latest period, counted in the engine.
 
@@ -277,12 +274,12 @@ def engagement_distribution(ws: Any, catalog: Catalog, options: Options,
             upper = f" AND ({score}) < {lo + ENGAGEMENT_BUCKET}" if lo + ENGAGEMENT_BUCKET < 100 else ""
             band = replace(m, id=f"_report_engagement_band_{lo}", dimensions=(), measure=replace(
                 m.measure, agg="sum", expr=f"CASE WHEN ({score}) >= {lo}{upper} THEN 1 ELSE 0 END"))
-            catalog.metrics[band.id] = band
+            measurer.catalog.metrics[band.id] = band
             try:
-                frame = measure(ws, band.id, grain=options.grain, since=start,
-                                until=periods.last_day(start, options.grain), catalog=catalog).frame
+                frame = measurer.measure(band.id, grain=options.grain, since=start,
+                                         until=periods.last_day(start, options.grain)).frame
             finally:
-                del catalog.metrics[band.id]
+                del measurer.catalog.metrics[band.id]
             counts.append(int(frame.loc[frame["period_start"] == start, "value"].sum()))
     except CxlensError as exc:
         return None, None, f"The engagement score distribution could not be computed: {exc}"

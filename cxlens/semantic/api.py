@@ -102,6 +102,14 @@ class Measurer:
         return MetricResult(m, q, execute(compile_query(self.context, self.catalog, q), m, q))
 
 
+    def compare(self, metric: str, before: Any, after: Any, *, by: Sequence[str] = (), where: str | None = None,
+                alpha: float = 0.05) -> Any:
+        """A baseline comparison (see cxlens.semantic.baseline) reusing this Measurer's sources."""
+        from cxlens.semantic.baseline import compare_in
+
+        return compare_in(self.context, self.catalog, metric, before, after, by=by, where=where, alpha=alpha)
+
+
 def measure(ws: Any, metric: str, *, grain: str | None = None, by: Sequence[str] = (), since: str | date | None = None,
             until: str | date | None = None, where: str | None = None, catalog: Catalog | None = None) -> MetricResult:
     """Compute one metric in the workspace's engine (use a Measurer for many)."""

@@ -19,6 +19,7 @@ from cxlens.semantic.api import _plain, catalog_for
 from cxlens.semantic.compile import compile_query, execute, parse_date
 from cxlens.semantic.model import Metric, Query
 from cxlens.semantic.registry import Catalog
+from cxlens.semantic.sources import Context
 from cxlens.stats import Moments, compare
 
 KIND_FOR_TEST = {"mean": "mean", "proportion": "proportion", "nps": "nps", "total": "total"}
@@ -68,14 +69,10 @@ class Baseline:
                 "rows": self.rows, "warnings": self.warnings}
 
 
-def _window(ws: Any, catalog: Catalog, metric: Metric, p: Period, by: tuple[str, ...], where: str | None) -> pd.DataFrame:
+def _window(ctx: Context, catalog: Catalog, metric: Metric, p: Period, by: tuple[str, ...], where: str | None) -> pd.DataFrame:
     q = Query(metric=metric.id, grain="all", by=by, since=p.start.isoformat(), until=p.end.isoformat(), where=where,
               window=True)
-    ctx = catalog.context(ws.table)
-    try:
-        return execute(compile_query(ctx, catalog, q), metric, q)
-    finally:
-        ctx.release()
+    return execute(compile_query(ctx, catalog, q), metric, q)
 
 
 def _moments(row: pd.Series | None, metric: Metric) -> Moments:
@@ -98,11 +95,21 @@ def compare_periods(ws: Any, metric_id: str, before: Period, after: Period, *, b
                     where: str | None = None, alpha: float = 0.05, catalog: Catalog | None = None) -> Baseline:
     """Compare a metric between two inclusive date windows (optionally per dimension value)."""
     catalog = catalog or catalog_for(ws)
+    ctx = catalog.context(ws.table)
+    try:
+        return compare_in(ctx, catalog, metric_id, before, after, by=by, where=where, alpha=alpha)
+    finally:
+        ctx.release()
+
+
+def compare_in(ctx: Context, catalog: Catalog, metric_id: str, before: Period, after: Period, *,
+               by: Sequence[str] = (), where: str | None = None, alpha: float = 0.05) -> Baseline:
+    """compare_periods on an existing semantic context (a Measurer's, whose sources are shared)."""
     metric = catalog.metric(metric_id)
     by_t = tuple(by)
     if metric.share_over and not any(d in metric.share_over for d in by_t):
         by_t = (*by_t, metric.share_over[0])
-    b, a = _window(ws, catalog, metric, before, by_t, where), _window(ws, catalog, metric, after, by_t, where)
+    b, a = _window(ctx, catalog, metric, before, by_t, where), _window(ctx, catalog, metric, after, by_t, where)
     key = lambda r: tuple(_plain(r[d]) for d in by_t)  # noqa: E731
     rows_b = {key(r): r for _, r in b.iterrows()}
     rows_a = {key(r): r for _, r in a.iterrows()}

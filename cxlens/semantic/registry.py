@@ -111,6 +111,9 @@ class Catalog:
         if not self.segments:
             raise MetricError("No segments are declared; add a `segments:` list to the definitions file "
                               f"({self.path or 'cxlens.metrics.yml next to the workspace'}).")
+        return ctx.remember("segment_members", lambda: self._members(ctx))
+
+    def _members(self, ctx: Context) -> ir.Table:
         from cxlens.semantic.segments import profile_features
 
         features = profile_features(ctx, self)

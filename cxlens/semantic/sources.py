@@ -56,6 +56,13 @@ class Context:
             self._cache[key] = built
         return self._cache[key]
 
+    def remember(self, name: str, build: Callable[[], ir.Table]) -> ir.Table:
+        """A derived table built once per context (materialized when the context materializes)."""
+        key = (name, Request("all"))
+        if key not in self._cache:
+            self._cache[key] = self.keep(build())
+        return self._cache[key]
+
     def keep(self, t: ir.Table) -> ir.Table:
         """Materialize an intermediate result when this context materializes (else leave it lazy)."""
         if not self.materialize:
@@ -66,7 +73,7 @@ class Context:
 
     def release(self) -> None:
         """Drop the tables materialized for this context (before the workspace closes)."""
-        for t in [*self._cache.values(), *self._kept]:
+        for t in dict.fromkeys([*self._cache.values(), *self._kept]):
             release = getattr(t, "release", None)
             if release is not None:
                 with contextlib.suppress(Exception):
