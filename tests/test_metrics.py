@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cxlens.errors import DefinitionError, MetricError
+from cxlens.errors import DefinitionError
 from cxlens.ingest import ingest_file, load_mapping, refresh_identity
 from cxlens.semantic import Catalog, Measurer, measure
 from cxlens.semantic.baseline import Period, compare_periods

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,8 +19,8 @@ import pyarrow as pa
 import pytest
 
 from cxlens.semantic import Catalog, Measurer
+from cxlens.semantic.sources import Request
 from cxlens.workspace import Workspace
-from cxlens.workspace.backend import IBIS_TYPES
 from cxlens.workspace.schema import TABLES, all_columns
 
 from reference.fixture import fixture_tables
@@ -73,12 +72,8 @@ def prepared(tables: dict[str, pd.DataFrame]) -> PreparedTables:
 def arrow_table(name: str, frame: pd.DataFrame) -> pa.Table:
     """The fixture frame as the canonical table's full column set (meta columns NULL when absent)."""
     cols = all_columns(TABLES[name])
-    arrays = {}
-    for c in cols:
-        typ = IBIS_TYPES[c.type]
-        values = frame[c.name] if c.name in frame.columns else pd.Series([None] * len(frame), dtype=object)
-        arrays[c.name] = values
-    df = pd.DataFrame(arrays)
+    df = pd.DataFrame({c.name: frame[c.name] if c.name in frame.columns else pd.Series([None] * len(frame), dtype=object)
+                       for c in cols})
     fields = []
     for c in cols:
         kind = {"string": pa.string(), "json": pa.string(), "timestamp": pa.timestamp("us"), "date": pa.date32(),
@@ -171,7 +166,7 @@ def test_fixture_has_the_edge_cases(duck: Measurer, tables: dict[str, pd.DataFra
     assert orders.profile_id.isna().any() and tables["events"].profile_id.isna().any()
     sessions = duck.measure("sessions", grain="day").frame
     assert len(sessions) > 0
-    s = duck.context.source("sessions", __import__("cxlens.semantic.sources", fromlist=["Request"]).Request("all"))
+    s = duck.context.source("sessions", Request("all"))
     crossing = s.filter(s.ts.date() != (s.ts + s.duration.cast("int64").as_interval("s")).date()).count().execute()
     assert crossing > 0, "a session crossing midnight"
 

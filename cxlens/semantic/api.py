@@ -21,7 +21,6 @@ from cxlens.semantic.model import Metric, Query
 from cxlens.semantic.registry import Catalog, definitions_path
 
 PUBLIC_EXTRA = ("numerator", "denominator")
-INTERNAL = ("sum", "sum_sq")
 
 
 @dataclass(frozen=True)

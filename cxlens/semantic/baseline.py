@@ -22,7 +22,6 @@ from cxlens.semantic.registry import Catalog
 from cxlens.semantic.sources import Context
 from cxlens.stats import Moments, compare
 
-KIND_FOR_TEST = {"mean": "mean", "proportion": "proportion", "nps": "nps", "total": "total"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def compare_in(ctx: Context, catalog: Catalog, metric_id: str, before: Period, a
         else:
             try:
                 mb, ma = _moments(rows_b.get(k), metric), _moments(rows_a.get(k), metric)
-                result = compare(mb, ma, kind=KIND_FOR_TEST[metric.test], scale=metric.scale, alpha=alpha)  # type: ignore[arg-type]
+                result = compare(mb, ma, kind=metric.test, scale=metric.scale, alpha=alpha)  # type: ignore[arg-type]
                 rec.update(result.to_dict())
             except StatsError as exc:
                 rec.update({"before": value_b, "after": value_a, "absolute": None, "relative": None, "ci_low": None,

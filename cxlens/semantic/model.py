@@ -6,7 +6,7 @@ catalogue and a user's own metrics are the same kind of object and go through th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Grain = Literal["day", "week", "month", "quarter", "year", "all"]
@@ -138,4 +138,3 @@ class Query:
     where: str | None = None
     window: bool = False
     """A baseline window: grain `all` over [since, until], period-over-period units built for it."""
-    settings: dict[str, float] = field(default_factory=dict)
