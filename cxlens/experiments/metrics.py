@@ -1,0 +1,205 @@
+"""Catalogue metrics per experiment unit, over its exposure window and the pre-period before it.
+
+A catalogue metric becomes per-unit variables: a count or sum measure gives the unit's total
+(``y``: orders per unit, revenue per unit, analyzed as a mean over units); a mean measure or a
+numerator/denominator metric gives a numerator ``y`` and a denominator ``d`` per unit, analyzed
+as a ratio by the delta method (AOV = revenue / orders, conversion = converting sessions /
+sessions, NPS = net codes / answers); a measure per customer (``per: profile_id``) is evaluated
+on the unit's rows. The same variables over the ``pre_days`` before exposure (``x``, ``e``) are
+the CUPED covariate.
+
+Everything runs in the engine as one union of per-source aggregates: rows are joined to units,
+tagged pre or post, summed per unit (and per row-dimension value), and reduced to the sufficient
+statistics per variant; a unit with no rows contributes zeros, so only the unit counts come from
+the units table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from cxlens.errors import MetricError
+from cxlens.experiments.analysis import MetricSpec
+from cxlens.semantic.expressions import compile_expr
+from cxlens.semantic.model import Measure, Metric
+from cxlens.semantic.registry import Catalog
+from cxlens.semantic.sources import SOURCES, Context, Request
+
+POST, PRE = "post", "pre"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One per-unit variable of one metric: which measure fills it, and how."""
+
+    metric: str
+    variable: str
+    """y or d (x and e are the same parts over the pre-period)."""
+    measure: Measure
+    how: str
+    """`total` (sum or count of rows), `rows` (count of non-null expr rows), `unit` (per-unit expr), `has_rows`."""
+
+    @property
+    def column(self) -> str:
+        return f"{self.metric}__{self.variable}"
+
+
+def experiment_metric(metric: Metric) -> tuple[MetricSpec, list[Part]]:
+    """How a catalogue metric is computed per unit, or a MetricError saying why it cannot be."""
+    measures = [m for m in (metric.measure, metric.numerator, metric.denominator) if m is not None]
+    for m in measures:
+        source = SOURCES.get(m.source)
+        if source is None or source.periodic or source.derived_dims or not source.person:
+            why = "has no customer" if source is not None and not source.person else "is built per period"
+            raise MetricError(
+                f"{metric.id} cannot be measured per experiment unit: its source {m.source!r} {why}. "
+                "Use a metric over orders, events, sessions, surveys, interactions or cases "
+                "(`cxlens experiment metrics` lists them)."
+            )
+    if metric.share_over:
+        raise MetricError(f"{metric.id} is a share across {metric.share_over[0]} values, not a per-unit outcome.")
+    higher = metric.direction != "down"
+    if metric.measure is not None:
+        m = metric.measure
+        if m.unit is not None and m.agg == "mean":
+            parts = [Part(metric.id, "y", m, "unit"), Part(metric.id, "d", m, "has_rows")]
+            kind = "ratio"
+        elif m.unit is not None:
+            parts = [Part(metric.id, "y", m, "has_rows" if m.agg == "count" else "unit")]
+            kind = "mean"
+        elif m.agg == "mean":
+            parts = [Part(metric.id, "y", m, "total"), Part(metric.id, "d", m, "rows")]
+            kind = "ratio"
+        else:
+            parts = [Part(metric.id, "y", m, "total")]
+            kind = "mean"
+    else:
+        assert metric.numerator is not None and metric.denominator is not None
+        parts = [_whole(metric.id, "y", metric.numerator), _whole(metric.id, "d", metric.denominator)]
+        kind = "ratio"
+    spec = MetricSpec(id=metric.id, kind=kind, higher_is_better=higher, label=metric.label,  # type: ignore[arg-type]
+                      scale=metric.scale)
+    return spec, parts
+
+
+def _whole(metric: str, variable: str, m: Measure) -> Part:
+    """A ratio's numerator or denominator as one per-unit value."""
+    if m.unit is not None:
+        return Part(metric, variable, m, "has_rows" if m.agg == "count" else "unit")
+    return Part(metric, variable, m, "total")
+
+
+def supported(catalog: Catalog) -> list[str]:
+    """Ids of the catalogue metrics an experiment can use."""
+    out = []
+    for metric in catalog.metrics.values():
+        try:
+            experiment_metric(metric)
+        except MetricError:
+            continue
+        out.append(metric.id)
+    return out
+
+
+def unit_values(
+    ctx: Context,
+    catalog: Catalog,
+    units: ir.Table,
+    parts: Sequence[Part],
+    *,
+    window_days: float | None,
+    pre_days: float,
+    row_dim: str | None,
+) -> ir.Table:
+    """Per unit (and row-dimension value): every part over the exposure window and the pre-period.
+
+    Columns: ``unit``, the row dimension (if any), then ``<metric>__y`` etc. for the window and
+    ``<metric>__x``/``__e`` (the pre-period twins of y/d). Units without rows are absent.
+    """
+    columns = [p.column for p in parts] + [_pre(p.column) for p in parts]
+    pieces: list[ir.Table] = []
+    by_source: dict[str, list[Part]] = {}
+    for p in parts:
+        by_source.setdefault(p.measure.source, []).append(p)
+    u = units.select(_unit=units.unit, _start=units.start).view()
+    for source, source_parts in by_source.items():
+        rows = ctx.source(source, Request("all"))
+        if "profile_id" not in rows.columns:
+            raise MetricError(f"Source {source!r} has no profile_id; it cannot be measured per unit.")
+        dim_expr = _row_dimension(catalog, source, source_parts, row_dim, rows) if row_dim else None
+        if dim_expr is not None:
+            rows = rows.mutate(_dim=dim_expr)
+        j = rows.join(u, rows.profile_id == u._unit)
+        start = j._start
+        after = start + ibis.interval(seconds=int(window_days * 86400)) if window_days is not None else None
+        in_post = (j.ts >= start) & (j.ts < after) if after is not None else j.ts >= start
+        in_pre = (j.ts < start) & (j.ts >= start - ibis.interval(seconds=int(pre_days * 86400)))
+        j = j.mutate(_phase=ibis.cases((in_post, POST), (in_pre, PRE), else_=ibis.null("string")))
+        j = j.filter(j._phase.notnull())
+        keys = ["_unit", "_phase"] + (["_dim"] if row_dim else [])
+        row_parts = [p for p in source_parts if p.how in ("total", "rows")]
+        unit_parts = [p for p in source_parts if p.how in ("unit", "has_rows")]
+        grouped: list[ir.Table] = []
+        if row_parts:
+            grouped.append(j.group_by(keys).aggregate(**{p.column: _row_aggregate(p, j) for p in row_parts}))
+        for p in unit_parts:
+            rows_p = j.filter(compile_expr(p.measure.filter, j, where=f"metric {p.metric}")) if p.measure.filter else j
+            grouped.append(rows_p.group_by(keys).aggregate(**{p.column: _unit_aggregate(p, rows_p)}))
+        for g in grouped:
+            pivot = {}
+            for c in columns:
+                base = c if c in g.columns else _post_of(c)
+                if base in g.columns:
+                    phase = POST if c == base else PRE
+                    pivot[c] = ibis.ifelse(g._phase == phase, g[base].cast("float64"), 0.0)
+                else:
+                    pivot[c] = ibis.literal(0.0)
+            pieces.append(g.select(unit=g._unit, **({"dim": g._dim} if row_dim else {}), **pivot))
+    stacked = ibis.union(*pieces) if len(pieces) > 1 else pieces[0]
+    keys = ["unit"] + (["dim"] if row_dim else [])
+    return stacked.group_by(keys).aggregate(**{c: stacked[c].sum() for c in columns})
+
+
+_PRE_OF = {"y": "x", "d": "e"}
+_POST_OF = {"x": "y", "e": "d"}
+
+
+def _pre(column: str) -> str:
+    """The pre-period twin of a window column: <metric>__y -> <metric>__x, __d -> __e."""
+    metric, variable = column.rsplit("__", 1)
+    return f"{metric}__{_PRE_OF[variable]}"
+
+
+def _post_of(column: str) -> str:
+    metric, variable = column.rsplit("__", 1)
+    return f"{metric}__{_POST_OF.get(variable, variable)}"
+
+
+def _row_aggregate(p: Part, rows: ir.Table) -> ir.Scalar:
+    where = f"metric {p.metric}"
+    keep = compile_expr(p.measure.filter, rows, where=where) if p.measure.filter else None
+    if p.measure.agg == "count":
+        return rows.count(where=keep).cast("float64")
+    value = compile_expr(p.measure.expr, rows, where=where).cast("float64") if p.measure.expr else ibis.literal(1.0)
+    if p.how == "rows":
+        return value.count(where=keep).cast("float64")
+    return value.sum(where=keep).fill_null(0.0)
+
+
+def _unit_aggregate(p: Part, rows: ir.Table) -> ir.Scalar:
+    if p.how == "has_rows" or not p.measure.expr:
+        return ibis.literal(1.0)
+    return compile_expr(p.measure.expr, rows, where=f"metric {p.metric}", aggregate=True).cast("float64")
+
+
+def _row_dimension(catalog: Catalog, source: str, parts: Sequence[Part], dim: str, rows: ir.Table) -> ir.Value:
+    exprs = {p.measure.column_for(dim) for p in parts} - {None}
+    column = next(iter(exprs)) if exprs else catalog.dimensions[dim].column_for(source)
+    if not column or column.startswith("profile:"):
+        names = ", ".join(sorted({p.metric for p in parts}))
+        raise MetricError(f"{names} cannot be cut by {dim!r}: its rows in {source!r} carry no {dim}.")
+    return compile_expr(column, rows, where=f"dimension {dim}").cast("string")

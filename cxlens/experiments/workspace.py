@@ -1,0 +1,158 @@
+"""Analyze an experiment recorded in the workspace: assignments, catalogue metrics, segments.
+
+``analyze_experiment(ws, "perso-2025", ["orders", "revenue", "aov"], by="country")`` measures
+each metric per unit over its exposure window (from first assignment, ``window_days`` long or
+open-ended), with the same metric over the ``pre_days`` before exposure as the CUPED covariate,
+reduces units to sufficient statistics per variant (and segment) in the engine, and hands those
+to :mod:`cxlens.experiments.analysis`. A holdout (a long-running "no personalization" group) is
+analyzed the same way, with the holdout as the control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from cxlens.errors import MetricError, UsageError
+from cxlens.experiments.analysis import (
+    DEFAULT_SETTINGS,
+    VARIABLES,
+    Analysis,
+    MetricSpec,
+    Settings,
+    analyze_cells,
+)
+from cxlens.experiments.metrics import experiment_metric, unit_values
+from cxlens.experiments.units import experiment_units, guess_control
+from cxlens.semantic.api import catalog_for
+from cxlens.semantic.registry import Catalog
+from cxlens.stats.sums import column_names
+
+DEFAULT_METRICS = ("orders", "revenue", "active_customers", "aov")
+"""Orders and revenue per unit, the share of units who bought, and revenue per order."""
+
+_SOURCE_COLUMN = {"y": "y", "d": "d", "x": "x", "e": "e"}
+
+
+def analyze_experiment(
+    ws: Any,
+    experiment_id: str,
+    metrics: Sequence[str] = (),
+    *,
+    by: str | None = None,
+    control: str | None = None,
+    window_days: float | None = None,
+    pre_days: float = 30,
+    settings: Settings = DEFAULT_SETTINGS,
+    catalog: Catalog | None = None,
+) -> Analysis:
+    """Every metric × non-control variant (× value of ``by``) of one experiment."""
+    if window_days is not None and window_days <= 0:
+        raise UsageError(f"--window must be a number of days > 0, got {window_days}.")
+    if pre_days < 0:
+        raise UsageError(f"--pre-days must be >= 0 (0 turns CUPED off), got {pre_days}.")
+    catalog = catalog or catalog_for(ws)
+    chosen = list(dict.fromkeys(metrics or DEFAULT_METRICS))
+    specs: list[MetricSpec] = []
+    parts = []
+    for metric_id in chosen:
+        spec, metric_parts = experiment_metric(catalog.metric(metric_id))
+        specs.append(MetricSpec(**{**spec.__dict__, "cuped": pre_days > 0}))
+        parts.extend(metric_parts)
+    units = experiment_units(ws, experiment_id)
+    control = control or guess_control(list(units.counts))
+    if control is None or control not in units.counts:
+        raise UsageError(
+            f"Name the control variant with --control; experiment {experiment_id!r} has variants "
+            f"{', '.join(map(repr, units.counts))}" + (f" and no {control!r}." if control else ".")
+        )
+    ctx = catalog.context(ws.table, materialize=False)
+    try:
+        row_dim, profile_dim = _classify(catalog, by)
+        unit_table = units.table
+        if profile_dim is not None:
+            unit_table = _with_profile_dimension(ctx, catalog, unit_table, by)  # type: ignore[arg-type]
+        values = unit_values(ctx, catalog, unit_table, parts, window_days=window_days, pre_days=pre_days, row_dim=row_dim)
+        cells = _cells(unit_table, values, specs, by, row_dim is not None)
+    finally:
+        ctx.release()
+    counts = units.counts
+    analysis = analyze_cells(cells, specs, control=control, units=counts, settings=settings, by=by)
+    if units.crossovers:
+        analysis.warnings.append(
+            f"{units.crossovers:,} unit(s) were assigned to more than one variant and are left out of the analysis."
+        )
+    analysis.extra.update({
+        "experiment_id": experiment_id,
+        "window_days": window_days,
+        "pre_days": pre_days,
+        "crossovers": units.crossovers,
+        "metrics": [{"id": s.id, "label": s.label, "kind": s.kind, "higher_is_better": s.higher_is_better} for s in specs],
+    })
+    return analysis
+
+
+def _classify(catalog: Catalog, by: str | None) -> tuple[str | None, str | None]:
+    if by is None:
+        return None, None
+    if by == "segment":
+        return None, by
+    dim = catalog.dimensions.get(by)
+    if dim is None:
+        raise MetricError(f"Unknown dimension {by!r}; dimensions: {', '.join(catalog.dimensions)}.")
+    return (None, by) if dim.profile is not None else (by, None)
+
+
+def _with_profile_dimension(ctx: Any, catalog: Catalog, units: ir.Table, by: str) -> ir.Table:
+    """Units with the profile attribute (or segment) they are split by; a unit may be in several segments."""
+    if by == "segment":
+        members = catalog.segment_members(ctx)
+        members = members.select(_pid=members.profile_id, dim=members.segment.cast("string")).view()
+        return units.join(members, units.unit == members._pid).drop("_pid")
+    attrs = catalog.profile_attributes(ctx)
+    attrs = attrs.select(_pid=attrs.profile_id, dim=attrs[catalog.dimensions[by].profile].cast("string")).view()  # type: ignore[index]
+    return units.left_join(attrs, units.unit == attrs._pid).drop("_pid")
+
+
+def _cells(units: ir.Table, values: ir.Table, specs: Sequence[MetricSpec], by: str | None, row_dim: bool) -> pd.DataFrame:
+    """Sufficient statistics per metric × variant (× dimension value), in one engine query."""
+    keys = ["variant"] + (["dim"] if by else [])
+    u = units.select("unit", "variant", *(["dim"] if by and not row_dim else [])).view()
+    v = values.view()
+    joined = v.join(u, v.unit == u.unit)  # the dimension comes from the rows or from the units, never both
+    aggregates: dict[str, ir.Scalar] = {}
+    for spec in specs:
+        names = VARIABLES[(spec.kind, spec.cuped)]
+        col = {name: joined[f"{spec.id}__{_SOURCE_COLUMN[name]}"] for name in names}
+        for c in column_names(names)[1:]:
+            factors = c.removeprefix("sum_").split("_")
+            product = col[factors[0]]
+            for f in factors[1:]:
+                product = product * col[f]
+            aggregates[f"{spec.id}|{c}"] = product.sum()
+    sums = joined.group_by(keys).aggregate(**aggregates).to_pyarrow().to_pandas()
+    # n is the number of units in a cell, with or without rows (those contribute zeros to the sums).
+    n_keys = ["variant"] + (["dim"] if by and not row_dim else [])
+    n = units.group_by(n_keys).aggregate(n=ibis._.count()).to_pyarrow().to_pandas()
+    if row_dim:
+        # Every variant gets every value the rows show, with zero sums where it has no rows there.
+        grid = n.merge(pd.DataFrame({"dim": sums["dim"].drop_duplicates()}), how="cross")
+        sums = grid.merge(sums, on=keys, how="left")
+    else:
+        sums = n.merge(sums, on=keys, how="left")
+    frames = []
+    for spec in specs:
+        mine = [c for c in sums.columns if c.startswith(f"{spec.id}|")]
+        frame = sums[[*keys, "n", *mine]].rename(columns={c: c.split("|", 1)[1] for c in mine}).fillna({c.split("|", 1)[1]: 0.0 for c in mine})
+        if row_dim:
+            # Only the dimension values this metric has rows in (orders have no email channel).
+            present = frame.groupby("dim")[[c.split("|", 1)[1] for c in mine]].apply(lambda g: bool(g.to_numpy().any()))
+            frame = frame[frame["dim"].map(present).fillna(False).astype(bool)]
+        frame.insert(0, "metric", spec.id)
+        frames.append(frame)
+    cells = pd.concat(frames, ignore_index=True)
+    return cells.rename(columns={"dim": by}) if by else cells
