@@ -109,7 +109,39 @@ def sample_size(
     traffic_per_day: float | None = None,
 ) -> Plan:
     """Units per arm to detect a relative change ``mde`` in the metric; see the module docstring."""
-    where = "sample_size"
+    return _sample_size("sample_size", kind, baseline, sd, mde, alpha, power, arms, control_share, traffic_per_day)
+
+
+def duration(
+    traffic_per_day: float,
+    kind: Kind,
+    baseline: float,
+    *,
+    sd: float | None = None,
+    mde: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    arms: int = 2,
+    control_share: float | None = None,
+) -> Plan:
+    """Days the experiment must run when ``traffic_per_day`` units enter it daily (all arms together)."""
+    if traffic_per_day is None:
+        raise StatsError("duration: traffic_per_day must be given, the number of units a day entering the experiment.")
+    return _sample_size("duration", kind, baseline, sd, mde, alpha, power, arms, control_share, traffic_per_day)
+
+
+def _sample_size(
+    where: str,
+    kind: Kind,
+    baseline: float,
+    sd: float | None,
+    mde: float,
+    alpha: float,
+    power: float,
+    arms: int,
+    control_share: float | None,
+    traffic_per_day: float | None,
+) -> Plan:
     baseline, sd = _check_metric(where, kind, baseline, sd)
     mde = _check_number(
         where, "mde", mde, "a relative change other than 0 (0.05 for +5%, -0.02 for -2%)", lambda x: x != 0
@@ -165,34 +197,6 @@ def sample_size(
         message=f"Detecting a {_change(mde)} change in {plan.metric()} "
         f"with {_percent(power)} power at alpha = {alpha:g} "
         f"(two-sided) needs {sizes}, {_total(arms, control_units, units_per_arm):,} in total.",
-    )
-
-
-def duration(
-    traffic_per_day: float,
-    kind: Kind,
-    baseline: float,
-    *,
-    sd: float | None = None,
-    mde: float,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    arms: int = 2,
-    control_share: float | None = None,
-) -> Plan:
-    """Days the experiment must run when ``traffic_per_day`` units enter it daily (all arms together)."""
-    if traffic_per_day is None:
-        raise StatsError("duration: traffic_per_day must be given, the number of units a day entering the experiment.")
-    return sample_size(
-        kind,
-        baseline,
-        sd=sd,
-        mde=mde,
-        alpha=alpha,
-        power=power,
-        arms=arms,
-        control_share=control_share,
-        traffic_per_day=traffic_per_day,
     )
 
 
