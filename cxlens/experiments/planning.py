@@ -60,14 +60,17 @@ def plan_from_workspace(
     finally:
         ctx.release()
     baseline, sd = _baseline(spec.kind, n, stats)
+    if baseline is None or sd is None:
+        raise MetricError(f"{metric_id} has too little data in the last {days} days to take a baseline from "
+                          "(fewer than two customers, or no denominator); try a longer --days.")
     observed_traffic = (stats["active"] or 0) / days
     plan = sample_size(
-        "mean" if spec.kind == "mean" else "ratio", baseline if baseline is not None else 0.0, sd=sd, mde=mde,
+        "mean" if spec.kind == "mean" else "ratio", baseline, sd=sd, mde=mde,
         alpha=alpha, power=power, arms=arms, traffic_per_day=traffic_per_day or observed_traffic or None,
     )
     return {
-        "metric": metric_id, "kind": spec.kind, "baseline": _plain(baseline * spec.scale if baseline is not None else None),
-        "sd": _plain(sd * spec.scale if sd is not None else None), "units_measured": n, "window_start": start.isoformat(),
+        "metric": metric_id, "kind": spec.kind, "baseline": _plain(baseline * spec.scale),
+        "sd": _plain(sd * spec.scale), "units_measured": n, "window_start": start.isoformat(),
         "window_end": end.isoformat(), "observed_traffic_per_day": observed_traffic, "plan": plan.to_dict(),
     }
 

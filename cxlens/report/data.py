@@ -19,6 +19,7 @@ import pandas as pd
 from cxlens import __version__
 from cxlens.errors import CxlensError, UsageError
 from cxlens.report import periods
+from cxlens.report.experiments import ExperimentSummary, summarize_experiments
 from cxlens.report.formatting import currency_prefix
 from cxlens.report.tiles import Comparison, Tile, tile_from_series
 from cxlens.semantic import Catalog, Measurer
@@ -96,6 +97,7 @@ class ReportData:
     """Start of the trailing partial period left out of tiles and charts (None when every period is whole)."""
     notes: dict[str, str] = field(default_factory=dict)
     """Why a section is empty, by section (`segment`, `engagement`)."""
+    experiments: list[ExperimentSummary] = field(default_factory=list)
     version: str = __version__
 
     @property
@@ -176,7 +178,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     metrics = list(catalog.metrics.values())
     breakdowns = [b for b in BREAKDOWNS if b.metric in catalog.metrics
                   and b.by in catalog.dimensions_for(catalog.metrics[b.metric])]
-    total = len(metrics) + len(breakdowns) + 1 + (len(metrics) if options.baseline else 0)
+    total = len(metrics) + len(breakdowns) + 2 + (len(metrics) if options.baseline else 0)
     done = 0
     series: dict[SeriesKey, pd.DataFrame] = {}
     errors: dict[SeriesKey, str] = {}
@@ -221,6 +223,9 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
             step(f"comparing {m.id} with the baseline", done, total)
             tiles[m.id] = _with_comparison(measurer, tiles[m.id], options.baseline)
             done += 1
+    step("experiments", done, total)
+    experiments = summarize_experiments(ws, catalog)
+    done += 1
     step("done", total, total)
     notes = {"engagement": why_not} if why_not else {}
     if not catalog.segments:
@@ -230,7 +235,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
         workspace=str(getattr(ws, "path", "") or ws.backend.name), options=options, catalog=catalog, span=span,
         tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
         currency=currency_of(ws), generated_at=datetime.now().astimezone().replace(microsecond=0),
-        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes,
+        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes, experiments=experiments,
     )
 
 
