@@ -53,3 +53,7 @@ class MetricError(CxlensError):
 
 class DefinitionError(CxlensError):
     """A metrics/dimensions/segments YAML file is malformed; every problem is listed with file:line."""
+
+
+class BanditError(CxlensError):
+    """A bandit was given offers, results, settings or a state file it cannot use."""
