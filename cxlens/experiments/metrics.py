@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -117,55 +119,83 @@ def unit_values(
 ) -> ir.Table:
     """Per unit (and row-dimension value): every part over the exposure window and the pre-period.
 
-    Columns: ``unit``, the row dimension (if any), then ``<metric>__y`` etc. for the window and
-    ``<metric>__x``/``__e`` (the pre-period twins of y/d). Units without rows are absent.
+    Columns: ``<metric>__y`` etc. for the window and ``<metric>__x``/``__e`` (the pre-period twins
+    of y/d). Without a row dimension: every row and column of ``units``, with zeros where a unit
+    has no rows. With one: ``unit``, ``dim`` and the values, for the (unit, value) pairs with rows.
     """
     columns = [p.column for p in parts] + [_pre(p.column) for p in parts]
-    pieces: list[ir.Table] = []
     by_source: dict[str, list[Part]] = {}
     for p in parts:
         by_source.setdefault(p.measure.source, []).append(p)
     u = units.select(_unit=units.unit, _start=units.start).view()
+    bounds = units.aggregate(first=units.start.min(), last=units.start.max()).to_pyarrow().to_pylist()[0]
+    keys = ["_unit"] + (["_dim"] if row_dim else [])
+    pieces: list[ir.Table] = []
     for source, source_parts in by_source.items():
-        rows = ctx.source(source, Request("all"))
-        if "profile_id" not in rows.columns:
-            raise MetricError(f"Source {source!r} has no profile_id; it cannot be measured per unit.")
-        dim_expr = _row_dimension(catalog, source, source_parts, row_dim, rows) if row_dim else None
-        if dim_expr is not None:
-            rows = rows.mutate(_dim=dim_expr)
-        j = rows.join(u, rows.profile_id == u._unit)
-        start = j._start
-        after = start + ibis.interval(seconds=int(window_days * 86400)) if window_days is not None else None
-        in_post = (j.ts >= start) & (j.ts < after) if after is not None else j.ts >= start
-        in_pre = (j.ts < start) & (j.ts >= start - ibis.interval(seconds=int(pre_days * 86400)))
-        j = j.mutate(_phase=ibis.cases((in_post, POST), (in_pre, PRE), else_=ibis.null("string")))
-        j = j.filter(j._phase.notnull())
-        keys = ["_unit", "_phase"] + (["_dim"] if row_dim else [])
+        j = _phased_rows(ctx, catalog, source, source_parts, u, window_days, pre_days, row_dim, bounds)
+        # One pass for every row-level part: its filter and the phase become the aggregate's WHERE.
         row_parts = [p for p in source_parts if p.how in ("total", "rows")]
-        unit_parts = [p for p in source_parts if p.how in ("unit", "has_rows")]
-        grouped: list[ir.Table] = []
         if row_parts:
-            grouped.append(j.group_by(keys).aggregate(**{p.column: _row_aggregate(p, j) for p in row_parts}))
-        for p in unit_parts:
-            rows_p = j.filter(compile_expr(p.measure.filter, j, where=f"metric {p.metric}")) if p.measure.filter else j
-            grouped.append(rows_p.group_by(keys).aggregate(**{p.column: _unit_aggregate(p, rows_p)}))
-        for g in grouped:
+            aggregates = {}
+            for p in row_parts:
+                aggregates[p.column] = _row_aggregate(p, j, j._phase == POST)
+                aggregates[_pre(p.column)] = _row_aggregate(p, j, j._phase == PRE)
+            pieces.append(j.group_by(keys).aggregate(**aggregates))
+        # A per-unit expression (count(*) >= 2) is evaluated per phase, then turned into columns;
+        # one pass per distinct filter.
+        passes: dict[str | None, list[Part]] = {}
+        for p in source_parts:
+            if p.how in ("unit", "has_rows"):
+                passes.setdefault(p.measure.filter, []).append(p)
+        for condition, members in passes.items():
+            rows_p = j.filter(compile_expr(condition, j, where=f"metric {members[0].metric}")) if condition else j
+            g = rows_p.group_by([*keys, "_phase"]).aggregate(**{p.column: _unit_aggregate(p, rows_p) for p in members})
             pivot = {}
-            for c in columns:
-                base = c if c in g.columns else _post_of(c)
-                if base in g.columns:
-                    phase = POST if c == base else PRE
-                    pivot[c] = ibis.ifelse(g._phase == phase, g[base].cast("float64"), 0.0)
-                else:
-                    pivot[c] = ibis.literal(0.0)
-            pieces.append(g.select(unit=g._unit, **({"dim": g._dim} if row_dim else {}), **pivot))
-    stacked = ibis.union(*pieces) if len(pieces) > 1 else pieces[0]
-    keys = ["unit"] + (["dim"] if row_dim else [])
-    return stacked.group_by(keys).aggregate(**{c: stacked[c].sum() for c in columns})
+            for p in members:
+                pivot[p.column] = g[p.column].sum(where=g._phase == POST).fill_null(0.0)
+                pivot[_pre(p.column)] = g[p.column].sum(where=g._phase == PRE).fill_null(0.0)
+            pieces.append(g.group_by(keys).aggregate(**pivot))
+    if row_dim is None:
+        # Joins on the unit key, not a union re-aggregated: a group-by as wide as every metric
+        # over every unit is the costliest step an engine can be given here.
+        out = units
+        for piece in pieces:
+            piece = piece.view()
+            out = out.left_join(piece, out.unit == piece._unit).drop("_unit")
+        return out.mutate(**{c: out[c].fill_null(0.0) for c in columns})
+    stacked = ibis.union(*[
+        piece.select(unit=piece._unit, dim=piece._dim, **{c: piece[c] if c in piece.columns else ibis.literal(0.0) for c in columns})
+        for piece in pieces
+    ])
+    return stacked.group_by(["unit", "dim"]).aggregate(**{c: stacked[c].sum() for c in columns})
+
+
+def _phased_rows(ctx: Context, catalog: Catalog, source: str, parts: Sequence[Part], u: ir.Table,
+                 window_days: float | None, pre_days: float, row_dim: str | None, bounds: dict[str, Any]) -> ir.Table:
+    """The source's rows of experiment units, tagged `post` (exposure window) or `pre` (before it).
+
+    Rows outside every unit's windows are dropped before the join, from the first and last
+    exposure start (`bounds`): on a long history most rows never reach the join.
+    """
+    rows = ctx.source(source, Request("all"))
+    if "profile_id" not in rows.columns:
+        raise MetricError(f"Source {source!r} has no profile_id; it cannot be measured per unit.")
+    if bounds["first"] is not None:
+        rows = rows.filter(rows.ts >= bounds["first"] - timedelta(days=pre_days))
+        if window_days is not None:
+            rows = rows.filter(rows.ts < bounds["last"] + timedelta(days=window_days))
+    if row_dim:
+        rows = rows.mutate(_dim=_row_dimension(catalog, source, parts, row_dim, rows))
+    j = rows.join(u, rows.profile_id == u._unit)
+    start = j._start
+    after = start + ibis.interval(seconds=int(window_days * 86400)) if window_days is not None else None
+    in_post = (j.ts >= start) & (j.ts < after) if after is not None else j.ts >= start
+    in_pre = (j.ts < start) & (j.ts >= start - ibis.interval(seconds=int(pre_days * 86400)))
+    j = j.mutate(_phase=ibis.cases((in_post, POST), (in_pre, PRE), else_=ibis.null("string")))
+    return j.filter(j._phase.notnull())
 
 
 _PRE_OF = {"y": "x", "d": "e"}
-_POST_OF = {"x": "y", "e": "d"}
 
 
 def _pre(column: str) -> str:
@@ -174,14 +204,9 @@ def _pre(column: str) -> str:
     return f"{metric}__{_PRE_OF[variable]}"
 
 
-def _post_of(column: str) -> str:
-    metric, variable = column.rsplit("__", 1)
-    return f"{metric}__{_POST_OF.get(variable, variable)}"
-
-
-def _row_aggregate(p: Part, rows: ir.Table) -> ir.Scalar:
+def _row_aggregate(p: Part, rows: ir.Table, phase: ir.BooleanValue) -> ir.Scalar:
     where = f"metric {p.metric}"
-    keep = compile_expr(p.measure.filter, rows, where=where) if p.measure.filter else None
+    keep = phase & compile_expr(p.measure.filter, rows, where=where) if p.measure.filter else phase
     if p.measure.agg == "count":
         return rows.count(where=keep).cast("float64")
     value = compile_expr(p.measure.expr, rows, where=where).cast("float64") if p.measure.expr else ibis.literal(1.0)

@@ -15,7 +15,6 @@ import ibis
 import ibis.expr.types as ir
 
 from cxlens.errors import NotFoundError
-from cxlens.semantic.ordered import first, order_key
 
 CONTROL_NAMES = ("control", "holdout", "no_personalization", "no personalization", "generic", "baseline", "none", "a")
 """Variant names taken as the control when --control is not given, in this order of preference."""
@@ -26,8 +25,13 @@ class Units:
     """One row per unit: ``unit`` (profile id), ``variant`` and ``start`` (first assignment)."""
 
     table: ir.Table
+    materialized: ir.Table
+    """The cached per-unit table ``table`` reads from; ``release()`` it when done."""
     counts: dict[str, int]
     crossovers: int
+
+    def release(self) -> None:
+        self.materialized.release()
 
 
 def experiments(ws: Any) -> list[dict[str, Any]]:
@@ -62,21 +66,30 @@ def guess_control(variants: list[str]) -> str | None:
 
 
 def experiment_units(ws: Any, experiment_id: str) -> Units:
-    """The units of one experiment with their variant and exposure start (crossovers removed)."""
+    """The units of one experiment with their variant and exposure start (crossovers removed).
+
+    The per-unit table is materialized (it is read once per metric source); call ``release()``.
+    """
     a = ws.table("assignments")
     a = a.filter((a.experiment_id == experiment_id) & a.profile_id.notnull())
-    key = order_key(a.assigned_at, a.variant)
+    # A unit in one variant has min = max; a crossover (min != max) is left out, so its first
+    # variant is never needed and no ordered aggregate has to run.
     per_unit = a.group_by(unit=a.profile_id).aggregate(
-        variant=first(a.variant, key), start=a.assigned_at.min(), variants=a.variant.nunique()
-    )
-    counts = per_unit.group_by("variant").aggregate(units=ibis._.count(), crossed=(ibis._.variants > 1).sum())
+        variant=a.variant.min(), start=a.assigned_at.min(), crossed=a.variant.min() != a.variant.max()
+    ).cache()
+    counts = per_unit.group_by("variant").aggregate(units=ibis._.count(), crossed=ibis._.crossed.sum())
     rows = counts.order_by("variant").to_pyarrow().to_pylist()
     if not rows:
+        per_unit.release()
         known = sorted({r["experiment_id"] for r in experiments(ws)})
         raise NotFoundError(
             f"No assignments for experiment {experiment_id!r}; experiments in this workspace: "
             f"{', '.join(map(repr, known)) or 'none (ingest an assignments file first)'}."
         )
     crossovers = sum(int(r["crossed"] or 0) for r in rows)
-    clean = per_unit.filter(per_unit.variants == 1).drop("variants")
-    return Units(clean, {r["variant"]: int(r["units"]) - int(r["crossed"] or 0) for r in rows}, crossovers)
+    clean = per_unit.filter(~per_unit.crossed).drop("crossed")
+    counts_by_variant: dict[str, int] = {}
+    for r in rows:
+        # A crossover is counted under its alphabetically first variant above; take it out there.
+        counts_by_variant[r["variant"]] = int(r["units"]) - int(r["crossed"] or 0)
+    return Units(clean, per_unit, counts_by_variant, crossovers)

@@ -66,20 +66,22 @@ def analyze_experiment(
     units = experiment_units(ws, experiment_id)
     control = control or guess_control(list(units.counts))
     if control is None or control not in units.counts:
+        units.release()
         raise UsageError(
             f"Name the control variant with --control; experiment {experiment_id!r} has variants "
             f"{', '.join(map(repr, units.counts))}" + (f" and no {control!r}." if control else ".")
         )
     ctx = catalog.context(ws.table, materialize=False)
+    unit_table = units.table
     try:
         row_dim, profile_dim = _classify(catalog, by)
-        unit_table = units.table
         if profile_dim is not None:
             unit_table = _with_profile_dimension(ctx, catalog, unit_table, by)  # type: ignore[arg-type]
         values = unit_values(ctx, catalog, unit_table, parts, window_days=window_days, pre_days=pre_days, row_dim=row_dim)
         cells = _cells(unit_table, values, specs, by, row_dim is not None)
     finally:
         ctx.release()
+        units.release()
     counts = units.counts
     analysis = analyze_cells(cells, specs, control=control, units=counts, settings=settings, by=by)
     if units.crossovers:
@@ -121,9 +123,12 @@ def _with_profile_dimension(ctx: Any, catalog: Catalog, units: ir.Table, by: str
 def _cells(units: ir.Table, values: ir.Table, specs: Sequence[MetricSpec], by: str | None, row_dim: bool) -> pd.DataFrame:
     """Sufficient statistics per metric × variant (× dimension value), in one engine query."""
     keys = ["variant"] + (["dim"] if by else [])
-    u = units.select("unit", "variant", *(["dim"] if by and not row_dim else [])).view()
-    v = values.view()
-    joined = v.join(u, v.unit == u.unit)  # the dimension comes from the rows or from the units, never both
+    if row_dim:
+        u = units.select("unit", "variant").view()
+        v = values.view()
+        joined = v.join(u, v.unit == u.unit)
+    else:
+        joined = values  # already one row per unit, with its variant (and segment)
     aggregates: dict[str, ir.Scalar] = {}
     for spec in specs:
         names = VARIABLES[(spec.kind, spec.cuped)]
