@@ -267,3 +267,13 @@ def test_sums_from_engine_columns_and_misuse_errors() -> None:
         estimate_effects(Sums.of(y=[1.0, 2.0]), Sums.of(y=[1.0, 3.0]), kind="mean", alpha=1.5)
     with pytest.raises(StatsError, match="missing aggregate columns"):
         Sums.from_columns({"n": [1]}, ("y",))
+
+
+def test_the_known_answer_snippet_in_docs_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = [line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")]
+    exec(compile(block, "docs/experiments.md", "exec"), {})
+    assert capsys.readouterr().out.split("\n")[: len(expected)] == expected
