@@ -331,3 +331,18 @@ def test_only_a_trailing_partial_period_with_whole_ones_before_it_is_left_out() 
     assert stray.trailing_partial("month") == date(2026, 1, 1)
     assert periods.DataSpan(datetime(2025, 1, 1), datetime(2025, 12, 31, 23)).trailing_partial("month") is None
     assert periods.DataSpan(datetime(2025, 1, 5), datetime(2025, 1, 20)).trailing_partial("month") is None
+
+
+def test_experiments_section_shows_the_analysis_and_its_roi(demo: Path, default_run: tuple[Any, str]) -> None:
+    _, html = default_run
+    section = html[html.index('<section id="experiments">'):]
+    section = section[: section.index("</section>")]
+    res = run_cli("experiment", "analyze", "perso-2025", "--format", "json", workspace=demo / "cxlens.duckdb")
+    analysis = json.loads(res.stdout)
+    assert "perso-2025" in section and f"holdout {analysis['units']['holdout']:,}" in section
+    for r in analysis["results"]:
+        assert f"{r['rel_effect'] * 100:+.1f}%" in section, r["metric"]
+        assert f">{r['verdict']}<" in section
+    roi = json.loads(run_cli("roi", "perso-2025", "--format", "json", workspace=demo / "cxlens.duckdb").stdout)
+    [total] = roi["total"]
+    assert "Return on personalization" in section and f"{total['incremental_orders']['value']:+,.0f}" in section

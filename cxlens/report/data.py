@@ -19,7 +19,7 @@ import pandas as pd
 from cxlens import __version__
 from cxlens.errors import CxlensError, UsageError
 from cxlens.report import periods
-from cxlens.report.experiments import ExperimentSummary, summarize_experiments
+from cxlens.report.experiments import ContentSummary, ExperimentSummary, summarize_content, summarize_experiments
 from cxlens.report.formatting import currency_prefix
 from cxlens.report.tiles import Comparison, Tile, tile_from_series
 from cxlens.semantic import Catalog, Measurer
@@ -98,6 +98,7 @@ class ReportData:
     notes: dict[str, str] = field(default_factory=dict)
     """Why a section is empty, by section (`segment`, `engagement`)."""
     experiments: list[ExperimentSummary] = field(default_factory=list)
+    content: ContentSummary | None = None
     version: str = __version__
 
     @property
@@ -225,6 +226,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
             done += 1
     step("experiments", done, total)
     experiments = summarize_experiments(ws, catalog)
+    content = summarize_content(ws)
     done += 1
     step("done", total, total)
     notes = {"engagement": why_not} if why_not else {}
@@ -235,7 +237,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
         workspace=str(getattr(ws, "path", "") or ws.backend.name), options=options, catalog=catalog, span=span,
         tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
         currency=currency_of(ws), generated_at=datetime.now().astimezone().replace(microsecond=0),
-        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes, experiments=experiments,
+        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes, experiments=experiments, content=content,
     )
 
 
