@@ -55,6 +55,8 @@ class DemoSummary:
     dirty_check: dict[str, int] = field(default_factory=dict)
     report: str = ""
     headline: list[dict[str, Any]] = field(default_factory=list)
+    experiment: dict[str, Any] = field(default_factory=dict)
+    """The personalization experiment's web-shop orders per unit against the planted effect."""
     report_result: ReportResult | None = field(default=None, repr=False, compare=False)
     """The written report with its numbers (not part of the JSON summary)."""
 
@@ -107,12 +109,26 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
         summary.identity = {"precision": scores["precision"], "recall": scores["recall"],
                             "flagged": len(stats.get("flagged", [])), "profiles": stats.get("profiles")}
         summary.dirty_check = _check_dirty(ws, truth)
+        step("analyzing the personalization experiment", len(files), len(files))
+        summary.experiment = _experiment(ws, truth["effects"]["personalization"])
         t = time.perf_counter()
         result = build_report(ws, out / "report.html", on_step=lambda label, done, total: step(f"report: {label}", done, total))
         summary.seconds["report"] = round(time.perf_counter() - t, 2)
         summary.report, summary.headline, summary.report_result = str(result.path), result.headline(), result
     summary.seconds["total"] = round(sum(summary.seconds.values()), 2)
     return summary
+
+
+def _experiment(ws: Workspace, planted: dict[str, Any]) -> dict[str, Any]:
+    """Online orders per unit of the simulated experiment, to set beside the lift it was built with."""
+    from cxlens.experiments.workspace import analyze_experiment
+
+    analysis = analyze_experiment(ws, planted["experiment_id"], ["orders"], by="channel")
+    online = next((r for r in analysis.results if r.get("channel") == "online"), None)
+    keys = ("variant", "n", "control_n", "rel_effect", "rel_ci_low", "rel_ci_high", "p_value", "verdict")
+    return {"experiment_id": planted["experiment_id"], "planted_lift": planted["conversion_lift"],
+            "planted_for": planted["segment_definition"], "srm_p_value": analysis.srm.p_value,
+            "online_orders_per_unit": {k: online[k] for k in keys} if online else None}
 
 
 def _check_dirty(ws: Workspace, truth: dict[str, Any]) -> dict[str, int]:

@@ -70,3 +70,13 @@ def test_reingesting_every_export_loads_nothing(demo) -> None:
                       "--format", "json", "--no-resolve", workspace=Path(s.workspace))
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["rows_loaded"] == 0, f["file"]
+
+
+def test_demo_analyzes_the_personalization_experiment(demo) -> None:
+    summary, _ = demo
+    e = summary.experiment
+    assert e["experiment_id"] == "perso-2025" and e["planted_lift"] == 0.2
+    r = e["online_orders_per_unit"]
+    assert r["variant"] == "personalized" and r["n"] > 0 and r["control_n"] > 0
+    assert r["rel_ci_low"] < r["rel_effect"] < r["rel_ci_high"]
+    assert e["srm_p_value"] > 0.001  # the simulator assigns at random

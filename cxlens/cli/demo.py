@@ -60,6 +60,14 @@ def demo_command(
         title="cxlens demo", border_style="green"))
     if s.report_result is not None:
         console.print(headline_table(s.report_result.data, title="Headline KPIs (latest period)"))
+    e, r = s.experiment, s.experiment.get("online_orders_per_unit")
+    if r and r.get("rel_effect") is not None:
+        console.print(
+            f"Experiment [bold]{e['experiment_id']}[/] (built with +{e['planted_lift']:.0%} purchase probability for "
+            f"{e['planted_for']}): web-shop orders per unit {r['rel_effect']:+.1%} "
+            f"(95% interval {r['rel_ci_low']:+.1%} to {r['rel_ci_high']:+.1%}, {r['n']:,} vs {r['control_n']:,} units), "
+            f"verdict {r['verdict']}; lifts, ROI and content in the report."
+        )
     console.print(f"Report: [bold]{s.report}[/]  (open it in a browser; it works offline)")
     ws = s.workspace
     console.print(
@@ -69,6 +77,8 @@ def demo_command(
         f"  cxlens -w {ws} identity stats\n"
         f"  cxlens -w {ws} profiles --top 10\n"
         f"  cxlens -w {ws} profile <email or customer id>\n"
+        f"  cxlens -w {ws} experiment analyze {e.get('experiment_id', 'perso-2025')} --by channel\n"
+        f"  cxlens -w {ws} roi {e.get('experiment_id', 'perso-2025')}\n"
         f"  cxlens -w {ws} report --grain quarter --out {Path(s.out_dir) / 'report-quarterly.html'}\n"
         f"  duckdb {ws}   (with the DuckDB CLI: every table is plain SQL)"
     )

@@ -114,7 +114,7 @@ def _pct(v: Any, *, signed: bool = True) -> str:
 
 def _with_interval(v: dict[str, Any], *, percent: bool = False) -> str:
     """A value and its interval: `+1,234 (−56 to +2,500)` or `+12% (−3% to +27%)`."""
-    fmt = (lambda x: f"{x * 100:+.0f}%") if percent else (lambda x: f"{x:+,.0f}")  # noqa: E731
+    fmt = (lambda x: f"{x * 100:+.0f}%") if percent else (lambda x: f"{x:+,.0f}")
     if v.get("value") is None:
         return "–"
     if v.get("ci_low") is None or v.get("ci_high") is None:
