@@ -123,51 +123,65 @@ def unit_values(
     of y/d). Without a row dimension: every row and column of ``units``, with zeros where a unit
     has no rows. With one: ``unit``, ``dim`` and the values, for the (unit, value) pairs with rows.
     """
-    columns = [p.column for p in parts] + [_pre(p.column) for p in parts]
-    by_source: dict[str, list[Part]] = {}
-    for p in parts:
-        by_source.setdefault(p.measure.source, []).append(p)
-    u = units.select(_unit=units.unit, _start=units.start).view()
-    bounds = units.aggregate(first=units.start.min(), last=units.start.max()).to_pyarrow().to_pylist()[0]
-    keys = ["_unit"] + (["_dim"] if row_dim else [])
-    pieces: list[ir.Table] = []
-    for source, source_parts in by_source.items():
-        j = _phased_rows(ctx, catalog, source, source_parts, u, window_days, pre_days, row_dim, bounds)
-        # One pass for every row-level part: its filter and the phase become the aggregate's WHERE.
-        row_parts = [p for p in source_parts if p.how in ("total", "rows")]
-        if row_parts:
-            aggregates = {}
-            for p in row_parts:
-                aggregates[p.column] = _row_aggregate(p, j, j._phase == POST)
-                aggregates[_pre(p.column)] = _row_aggregate(p, j, j._phase == PRE)
-            pieces.append(j.group_by(keys).aggregate(**aggregates))
-        # A per-unit expression (count(*) >= 2) is evaluated per phase, then turned into columns;
-        # one pass per distinct filter.
-        passes: dict[str | None, list[Part]] = {}
-        for p in source_parts:
-            if p.how in ("unit", "has_rows"):
-                passes.setdefault(p.measure.filter, []).append(p)
-        for condition, members in passes.items():
-            rows_p = j.filter(compile_expr(condition, j, where=f"metric {members[0].metric}")) if condition else j
-            g = rows_p.group_by([*keys, "_phase"]).aggregate(**{p.column: _unit_aggregate(p, rows_p) for p in members})
-            pivot = {}
-            for p in members:
-                pivot[p.column] = g[p.column].sum(where=g._phase == POST).fill_null(0.0)
-                pivot[_pre(p.column)] = g[p.column].sum(where=g._phase == PRE).fill_null(0.0)
-            pieces.append(g.group_by(keys).aggregate(**pivot))
+    columns = value_columns(parts)
+    pieces = unit_pieces(ctx, catalog, units, parts, window_days=window_days, pre_days=pre_days, row_dim=row_dim)
     if row_dim is None:
-        # Joins on the unit key, not a union re-aggregated: a group-by as wide as every metric
-        # over every unit is the costliest step an engine can be given here.
         out = units
         for piece in pieces:
-            piece = piece.view()
+            piece = piece.select("unit", *[c for c in piece.columns if c in columns]).rename(_unit="unit").view()
             out = out.left_join(piece, out.unit == piece._unit).drop("_unit")
         return out.mutate(**{c: out[c].fill_null(0.0) for c in columns})
     stacked = ibis.union(*[
-        piece.select(unit=piece._unit, dim=piece._dim, **{c: piece[c] if c in piece.columns else ibis.literal(0.0) for c in columns})
+        piece.select("unit", "dim", **{c: piece[c] if c in piece.columns else ibis.literal(0.0) for c in columns})
         for piece in pieces
     ])
     return stacked.group_by(["unit", "dim"]).aggregate(**{c: stacked[c].sum() for c in columns})
+
+
+def value_columns(parts: Sequence[Part]) -> list[str]:
+    """The window columns of the parts, then their pre-period twins."""
+    return [p.column for p in parts] + [_pre(p.column) for p in parts]
+
+
+def unit_pieces(
+    ctx: Context,
+    catalog: Catalog,
+    units: ir.Table,
+    parts: Sequence[Part],
+    *,
+    window_days: float | None,
+    pre_days: float,
+    row_dim: str | None,
+    carry: Sequence[str] = (),
+) -> list[ir.Table]:
+    """Per-unit values, one table per pass over a source: ``unit``, the ``carry`` columns of
+    ``units`` (variant, segment), ``dim`` with a row dimension, and the parts' columns.
+
+    Only units with rows in that pass appear; a metric whose parts all sit in one piece is reduced
+    to sufficient statistics from that piece alone (its other units contribute zeros), so the
+    engine never joins every unit to every piece.
+    """
+    by_source: dict[str, list[Part]] = {}
+    for p in parts:
+        by_source.setdefault(p.measure.source, []).append(p)
+    u = units.select(_unit=units.unit, _start=units.start, **{c: units[c] for c in carry}).view()
+    bounds = units.aggregate(first=units.start.min(), last=units.start.max()).to_pyarrow().to_pylist()[0]
+    keys = ["_unit", *carry] + (["_dim"] if row_dim else [])
+    pieces: list[ir.Table] = []
+    for source, source_parts in by_source.items():
+        j = _phased_rows(ctx, catalog, source, source_parts, u, window_days, pre_days, row_dim, bounds)
+        # One pass over the source for every part: the phase (and a part's filter) becomes each
+        # aggregate's WHERE, also inside a per-unit formula (`count(*) >= 2` counts the window's rows).
+        aggregates = {}
+        for p in source_parts:
+            for phase, name in ((POST, p.column), (PRE, _pre(p.column))):
+                in_phase = j._phase == phase
+                if p.how in ("total", "rows"):
+                    aggregates[name] = _row_aggregate(p, j, in_phase)
+                else:
+                    aggregates[name] = _unit_aggregate(p, j, in_phase)
+        pieces.append(j.group_by(keys).aggregate(**aggregates))
+    return [piece.rename(unit="_unit", **({"dim": "_dim"} if row_dim else {})) for piece in pieces]
 
 
 def _phased_rows(ctx: Context, catalog: Catalog, source: str, parts: Sequence[Part], u: ir.Table,
@@ -215,10 +229,14 @@ def _row_aggregate(p: Part, rows: ir.Table, phase: ir.BooleanValue) -> ir.Scalar
     return value.sum(where=keep).fill_null(0.0)
 
 
-def _unit_aggregate(p: Part, rows: ir.Table) -> ir.Scalar:
+def _unit_aggregate(p: Part, rows: ir.Table, phase: ir.BooleanValue) -> ir.Scalar:
+    """A per-unit formula over the unit's rows in the phase (and the measure's filter); 0 without rows."""
+    where = f"metric {p.metric}"
+    keep = phase & compile_expr(p.measure.filter, rows, where=where) if p.measure.filter else phase
     if p.how == "has_rows" or not p.measure.expr:
-        return ibis.literal(1.0)
-    return compile_expr(p.measure.expr, rows, where=f"metric {p.metric}", aggregate=True).cast("float64")
+        return ibis.ifelse(rows.count(where=keep) > 0, 1.0, 0.0)
+    value = compile_expr(p.measure.expr, rows, where=where, aggregate=True, rows=keep).cast("float64")
+    return value.fill_null(0.0)
 
 
 def _row_dimension(catalog: Catalog, source: str, parts: Sequence[Part], dim: str, rows: ir.Table) -> ir.Value:

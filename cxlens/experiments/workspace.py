@@ -26,7 +26,7 @@ from cxlens.experiments.analysis import (
     Settings,
     analyze_cells,
 )
-from cxlens.experiments.metrics import experiment_metric, unit_values
+from cxlens.experiments.metrics import Part, experiment_metric, unit_pieces
 from cxlens.experiments.units import experiment_units, guess_control
 from cxlens.semantic.api import catalog_for
 from cxlens.semantic.registry import Catalog
@@ -34,8 +34,6 @@ from cxlens.stats.sums import column_names
 
 DEFAULT_METRICS = ("orders", "revenue", "active_customers", "aov")
 """Orders and revenue per unit, the share of units who bought, and revenue per order."""
-
-_SOURCE_COLUMN = {"y": "y", "d": "d", "x": "x", "e": "e"}
 
 
 def analyze_experiment(
@@ -77,8 +75,7 @@ def analyze_experiment(
         row_dim, profile_dim = _classify(catalog, by)
         if profile_dim is not None:
             unit_table = _with_profile_dimension(ctx, catalog, unit_table, by)  # type: ignore[arg-type]
-        values = unit_values(ctx, catalog, unit_table, parts, window_days=window_days, pre_days=pre_days, row_dim=row_dim)
-        cells = _cells(unit_table, values, specs, by, row_dim is not None)
+        cells = _cells(ctx, catalog, unit_table, parts, specs, by, row_dim, window_days, pre_days)
     finally:
         ctx.release()
         units.release()
@@ -120,44 +117,65 @@ def _with_profile_dimension(ctx: Any, catalog: Catalog, units: ir.Table, by: str
     return units.left_join(attrs, units.unit == attrs._pid).drop("_pid")
 
 
-def _cells(units: ir.Table, values: ir.Table, specs: Sequence[MetricSpec], by: str | None, row_dim: bool) -> pd.DataFrame:
-    """Sufficient statistics per metric × variant (× dimension value), in one engine query."""
+def _cells(ctx: Any, catalog: Catalog, units: ir.Table, parts: Sequence[Part], specs: Sequence[MetricSpec], by: str | None,
+           row_dim: str | None, window_days: float | None, pre_days: float) -> pd.DataFrame:
+    """Sufficient statistics per metric × variant (× dimension value), in one engine query.
+
+    Each metric is reduced from the per-unit piece(s) holding its columns; a unit absent from a
+    piece has no rows there and contributes zeros, so only the unit counts come from ``units``.
+    """
+    carry = ["variant"] + (["dim"] if by and not row_dim else [])
     keys = ["variant"] + (["dim"] if by else [])
-    if row_dim:
-        u = units.select("unit", "variant").view()
-        v = values.view()
-        joined = v.join(u, v.unit == u.unit)
-    else:
-        joined = values  # already one row per unit, with its variant (and segment)
-    aggregates: dict[str, ir.Scalar] = {}
+    pieces = unit_pieces(ctx, catalog, units, parts, window_days=window_days, pre_days=pre_days, row_dim=row_dim,
+                         carry=carry)
+    home = {c: i for i, piece in enumerate(pieces) for c in piece.columns if "__" in c}
+    join_keys = ["unit", *carry] + (["dim"] if row_dim else [])
+    every = column_names(("y", "d", "x", "e"))[1:]
+    reduced = []
     for spec in specs:
         names = VARIABLES[(spec.kind, spec.cuped)]
-        col = {name: joined[f"{spec.id}__{_SOURCE_COLUMN[name]}"] for name in names}
+        wanted = {name: f"{spec.id}__{name}" for name in names}
+        t = _together([pieces[i] for i in sorted({home[c] for c in wanted.values()})], join_keys)
+        col = {name: t[c].fill_null(0.0) for name, c in wanted.items()}
+        sums: dict[str, ir.Value] = {}
         for c in column_names(names)[1:]:
             factors = c.removeprefix("sum_").split("_")
             product = col[factors[0]]
             for f in factors[1:]:
                 product = product * col[f]
-            aggregates[f"{spec.id}|{c}"] = product.sum()
-    sums = joined.group_by(keys).aggregate(**aggregates).to_pyarrow().to_pandas()
-    # n is the number of units in a cell, with or without rows (those contribute zeros to the sums).
+            sums[c] = product.sum().cast("float64")
+        g = t.group_by(keys).aggregate(**sums)
+        # One schema for every metric, so all of them come back in one query (the engine runs
+        # them side by side and reads each piece once): absent variables are 0.
+        reduced.append(g.select(*keys, metric=ibis.literal(spec.id),
+                                **{c: g[c] if c in sums else ibis.literal(0.0) for c in every}))
+    stacked = ibis.union(*reduced) if len(reduced) > 1 else reduced[0]
+    sums_frame = stacked.to_pyarrow().to_pandas()
+    # n is the number of units in a cell, with or without rows.
     n_keys = ["variant"] + (["dim"] if by and not row_dim else [])
     n = units.group_by(n_keys).aggregate(n=ibis._.count()).to_pyarrow().to_pandas()
-    if row_dim:
-        # Every variant gets every value the rows show, with zero sums where it has no rows there.
-        grid = n.merge(pd.DataFrame({"dim": sums["dim"].drop_duplicates()}), how="cross")
-        sums = grid.merge(sums, on=keys, how="left")
-    else:
-        sums = n.merge(sums, on=keys, how="left")
     frames = []
     for spec in specs:
-        mine = [c for c in sums.columns if c.startswith(f"{spec.id}|")]
-        frame = sums[[*keys, "n", *mine]].rename(columns={c: c.split("|", 1)[1] for c in mine}).fillna({c.split("|", 1)[1]: 0.0 for c in mine})
+        mine = sums_frame[sums_frame["metric"] == spec.id].drop(columns="metric")
         if row_dim:
-            # Only the dimension values this metric has rows in (orders have no email channel).
-            present = frame.groupby("dim")[[c.split("|", 1)[1] for c in mine]].apply(lambda g: bool(g.to_numpy().any()))
-            frame = frame[frame["dim"].map(present).fillna(False).astype(bool)]
+            # Every variant gets every value this metric has rows in, with zero sums where it has none.
+            grid = n.merge(mine[["dim"]].drop_duplicates(), how="cross")
+            frame = grid.merge(mine, on=keys, how="left")
+        else:
+            frame = n.merge(mine, on=n_keys, how="left")
+        frame = frame.fillna({c: 0.0 for c in every})
         frame.insert(0, "metric", spec.id)
         frames.append(frame)
     cells = pd.concat(frames, ignore_index=True)
     return cells.rename(columns={"dim": by}) if by else cells
+
+
+def _together(pieces: list[ir.Table], keys: list[str]) -> ir.Table:
+    """One table from per-unit pieces: the piece itself, or their outer join on the unit keys."""
+    t = pieces[0]
+    for other in pieces[1:]:
+        other = other.view()
+        j = t.outer_join(other, [t[k] == other[k] for k in keys])
+        values = [c for c in j.columns if "__" in c]
+        t = j.select(*[ibis.coalesce(j[k], j[f"{k}_right"]).name(k) for k in keys], *values)
+    return t

@@ -49,17 +49,20 @@ def columns_of(text: str, where: str = "") -> set[str]:
     return {c.name for c in parse(text, where).find_all(exp.Column)}
 
 
-def compile_expr(text: str, table: ir.Table, *, where: str = "", aggregate: bool = False) -> ir.Value:
+def compile_expr(text: str, table: ir.Table, *, where: str = "", aggregate: bool = False,
+                 rows: ir.BooleanValue | None = None) -> ir.Value:
     """Translate `text` into an Ibis expression over `table`.
 
-    `aggregate=True` allows (and is needed for) count/sum/avg/min/max: per-unit formulas.
+    `aggregate=True` allows (and is needed for) count/sum/avg/min/max: per-unit formulas. `rows`
+    limits every aggregate to the rows where it holds (`count(*)` becomes `count(*) FILTER (WHERE
+    rows)`), so one group-by can evaluate a formula over several subsets of a unit's rows.
     """
-    return _Translator(table, text, where, aggregate).visit(parse(text, where))
+    return _Translator(table, text, where, aggregate, rows).visit(parse(text, where))
 
 
 class _Translator:
-    def __init__(self, table: ir.Table, text: str, where: str, aggregate: bool):
-        self.table, self.text, self.where, self.aggregate = table, text, where, aggregate
+    def __init__(self, table: ir.Table, text: str, where: str, aggregate: bool, rows: ir.BooleanValue | None = None):
+        self.table, self.text, self.where, self.aggregate, self.rows = table, text, where, aggregate, rows
 
     def fail(self, what: str) -> MetricError:
         return MetricError(f"{_at(self.where)}`{self.text}`: {what}")
@@ -195,15 +198,15 @@ class _Translator:
     def _agg(self, node: exp.Expression, name: str) -> ir.Value:
         if not self.aggregate:
             raise self.fail(f"{name}() is an aggregate; it is only allowed in a per-unit formula (a measure with `unit:`).")
-        arg = node.this
+        arg, rows = node.this, self.rows
         if name == "count":
             if isinstance(arg, exp.Star) or arg is None:
-                return self.table.count()
+                return self.table.count(where=rows)
             if isinstance(arg, exp.Distinct):
-                return self.visit(arg.expressions[0]).nunique()
-            return self.visit(arg).count()
+                return self.visit(arg.expressions[0]).nunique(where=rows)
+            return self.visit(arg).count(where=rows)
         value = self.visit(arg)
-        return {"sum": value.sum, "avg": value.mean, "min": value.min, "max": value.max}[name]()
+        return {"sum": value.sum, "avg": value.mean, "min": value.min, "max": value.max}[name](where=rows)
 
     def v_count(self, node: exp.Count) -> ir.Value:
         return self._agg(node, "count")
