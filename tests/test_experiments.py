@@ -264,3 +264,21 @@ def test_plan_matches_an_independent_sample_size(company: Path, tables: dict[str
     n = math.ceil(2 * z**2 * y.var(ddof=1) / (0.1 * y.mean()) ** 2)
     assert plan["plan"]["units_per_arm"] == n
     assert plan["plan"]["days"] == math.ceil(2 * n / 50)
+
+
+def test_event_metrics_use_the_units_variant_not_the_events_own_variant_column(company: Path) -> None:
+    """`events` has a column called `variant` of its own; the experiment's variant must win."""
+    result = _analyze("perso-2025", "--metric", "click_through_rate", "--pre-days", "0", workspace=company)
+    con = duckdb.connect(str(company), read_only=True)
+    try:
+        assignments = con.sql("SELECT * FROM assignments WHERE profile_id IS NOT NULL").df()
+        events = con.sql("SELECT profile_id, occurred_at, event_type FROM events WHERE profile_id IS NOT NULL "
+                         "AND event_type IN ('message_clicked', 'message_sent')").df()
+    finally:
+        con.close()
+    e = events.merge(_units(assignments), on="profile_id")
+    e = e[e.occurred_at >= e.start]
+    counts = e.groupby(["variant", "event_type"]).size().unstack(fill_value=0)
+    ctr = counts.message_clicked / counts.message_sent
+    [r] = result["results"]
+    assert (r["control_mean"], r["mean"]) == pytest.approx((ctr["holdout"], ctr["personalized"]), rel=1e-12)

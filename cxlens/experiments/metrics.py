@@ -164,9 +164,11 @@ def unit_pieces(
     by_source: dict[str, list[Part]] = {}
     for p in parts:
         by_source.setdefault(p.measure.source, []).append(p)
-    u = units.select(_unit=units.unit, _start=units.start, **{c: units[c] for c in carry}).view()
+    # Carried columns get private names: a source has columns of its own called `variant`.
+    private = {c: f"_carry_{c}" for c in carry}
+    u = units.select(_unit=units.unit, _start=units.start, **{private[c]: units[c] for c in carry}).view()
     bounds = units.aggregate(first=units.start.min(), last=units.start.max()).to_pyarrow().to_pylist()[0]
-    keys = ["_unit", *carry] + (["_dim"] if row_dim else [])
+    keys = ["_unit", *private.values()] + (["_dim"] if row_dim else [])
     pieces: list[ir.Table] = []
     for source, source_parts in by_source.items():
         j = _phased_rows(ctx, catalog, source, source_parts, u, window_days, pre_days, row_dim, bounds)
@@ -181,7 +183,8 @@ def unit_pieces(
                 else:
                     aggregates[name] = _unit_aggregate(p, j, in_phase)
         pieces.append(j.group_by(keys).aggregate(**aggregates))
-    return [piece.rename(unit="_unit", **({"dim": "_dim"} if row_dim else {})) for piece in pieces]
+    names = {"unit": "_unit", **{c: private[c] for c in carry}, **({"dim": "_dim"} if row_dim else {})}
+    return [piece.rename(**names) for piece in pieces]
 
 
 def _phased_rows(ctx: Context, catalog: Catalog, source: str, parts: Sequence[Part], u: ir.Table,
