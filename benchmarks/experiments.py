@@ -190,8 +190,9 @@ def engine_alone(cells: int = 10_000) -> tuple[float, float]:
     return vectorized, loop
 
 
-def child(kind: str, data: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data)], capture_output=True, text=True, check=True)
+def child(kind: str, data: Path, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -201,9 +202,12 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=2_000_000)
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--skip-pandas", action="store_true")
-    ap.add_argument("--run", choices=["cxlens", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--run", choices=["cxlens", "pandas", "generate"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.run == "generate":
+        print(json.dumps(generate(args.data, args.units, args.orders, args.events)))
+        return
     if args.run:
         print(json.dumps(run_cxlens(args.data) if args.run == "cxlens" else run_pandas(args.data)))
         return
@@ -212,7 +216,9 @@ def main() -> None:
           f"(ratio {loop / vectorized:.0f}x)")
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        rows = generate(Path(d), args.units, args.orders, args.events)
+        # In a child too: Linux keeps a process's peak RSS across exec, so a parent that held the
+        # generated data would hand its peak to every child it starts.
+        rows = child("generate", Path(d), "--units", str(args.units), "--orders", str(args.orders), "--events", str(args.events))
         print(f"data: {rows['assignments']:,} units, {rows['orders']:,} orders, {rows['events']:,} events, "
               f"{rows['survey_responses']:,} survey answers (generated in {time.perf_counter() - t0:.0f} s)")
         cx = child("cxlens", Path(d))

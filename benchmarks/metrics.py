@@ -201,8 +201,9 @@ def run_pandas(data: Path) -> dict:
     return {"seconds": time.perf_counter() - t0, "rss_mb": peak_rss_mb(), "per_metric": per, "totals": totals}
 
 
-def child(kind: str, data: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data)], capture_output=True, text=True, check=True)
+def child(kind: str, data: Path, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -212,15 +213,21 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=1_000_000)
     ap.add_argument("--customers", type=int, default=200_000)
     ap.add_argument("--skip-pandas", action="store_true", help="Only time cxlens.")
-    ap.add_argument("--run", choices=["cxlens", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--run", choices=["cxlens", "pandas", "generate"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.run == "generate":
+        print(json.dumps(generate(args.data, args.events, args.orders, args.customers)))
+        return
     if args.run:
         print(json.dumps(run_cxlens(args.data) if args.run == "cxlens" else run_pandas(args.data)))
         return
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        rows = generate(Path(d), args.events, args.orders, args.customers)
+        # In a child too: Linux keeps a process's peak RSS across exec, so a parent that held the
+        # generated data would hand its peak to every child it starts.
+        rows = child("generate", Path(d), "--events", str(args.events), "--orders", str(args.orders),
+                     "--customers", str(args.customers))
         print(f"data: {rows['events']:,} events, {rows['orders']:,} orders, {rows['customers']:,} customers "
               f"(generated in {time.perf_counter() - t0:.0f} s)")
         cx = child("cxlens", Path(d))

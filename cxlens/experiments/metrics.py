@@ -153,6 +153,7 @@ def unit_pieces(
     pre_days: float,
     row_dim: str | None,
     carry: Sequence[str] = (),
+    span: tuple[Any, Any] | None = None,
 ) -> list[ir.Table]:
     """Per-unit values, one table per pass over a source: ``unit``, the ``carry`` columns of
     ``units`` (variant, segment), ``dim`` with a row dimension, and the parts' columns.
@@ -167,7 +168,9 @@ def unit_pieces(
     # Carried columns get private names: a source has columns of its own called `variant`.
     private = {c: f"_carry_{c}" for c in carry}
     u = units.select(_unit=units.unit, _start=units.start, **{private[c]: units[c] for c in carry}).view()
-    bounds = units.aggregate(first=units.start.min(), last=units.start.max()).to_pyarrow().to_pylist()[0]
+    if span is None:
+        span = tuple(units.aggregate(first=units.start.min(), last=units.start.max()).to_pyarrow().to_pylist()[0].values())
+    bounds = {"first": span[0], "last": span[1]}
     keys = ["_unit", *private.values()] + (["_dim"] if row_dim else [])
     pieces: list[ir.Table] = []
     for source, source_parts in by_source.items():

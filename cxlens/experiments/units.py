@@ -29,6 +29,8 @@ class Units:
     """The cached per-unit table ``table`` reads from; ``release()`` it when done."""
     counts: dict[str, int]
     crossovers: int
+    span: tuple[Any, Any] = (None, None)
+    """First and last exposure start (crossovers included): rows outside every window are pruned."""
 
     def release(self) -> None:
         self.materialized.release()
@@ -77,7 +79,8 @@ def experiment_units(ws: Any, experiment_id: str) -> Units:
     per_unit = a.group_by(unit=a.profile_id).aggregate(
         variant=a.variant.min(), start=a.assigned_at.min(), crossed=a.variant.min() != a.variant.max()
     ).cache()
-    counts = per_unit.group_by("variant").aggregate(units=ibis._.count(), crossed=ibis._.crossed.sum())
+    counts = per_unit.group_by("variant").aggregate(units=ibis._.count(), crossed=ibis._.crossed.sum(),
+                                                    first=ibis._.start.min(), last=ibis._.start.max())
     rows = counts.order_by("variant").to_pyarrow().to_pylist()
     if not rows:
         per_unit.release()
@@ -92,4 +95,5 @@ def experiment_units(ws: Any, experiment_id: str) -> Units:
     for r in rows:
         # A crossover is counted under its alphabetically first variant above; take it out there.
         counts_by_variant[r["variant"]] = int(r["units"]) - int(r["crossed"] or 0)
-    return Units(clean, per_unit, counts_by_variant, crossovers)
+    span = (min(r["first"] for r in rows), max(r["last"] for r in rows))
+    return Units(clean, per_unit, counts_by_variant, crossovers, span)

@@ -27,7 +27,7 @@ from cxlens.experiments.analysis import (
     analyze_cells,
 )
 from cxlens.experiments.metrics import Part, experiment_metric, unit_pieces
-from cxlens.experiments.units import experiment_units, guess_control
+from cxlens.experiments.units import Units, experiment_units, guess_control
 from cxlens.semantic.api import catalog_for
 from cxlens.semantic.registry import Catalog
 from cxlens.stats.sums import column_names
@@ -75,7 +75,7 @@ def analyze_experiment(
         row_dim, profile_dim = _classify(catalog, by)
         if profile_dim is not None:
             unit_table = _with_profile_dimension(ctx, catalog, unit_table, by)  # type: ignore[arg-type]
-        cells = _cells(ctx, catalog, unit_table, parts, specs, by, row_dim, window_days, pre_days)
+        cells = _cells(ctx, catalog, unit_table, parts, specs, by, row_dim, window_days, pre_days, units)
     finally:
         ctx.release()
         units.release()
@@ -118,7 +118,7 @@ def _with_profile_dimension(ctx: Any, catalog: Catalog, units: ir.Table, by: str
 
 
 def _cells(ctx: Any, catalog: Catalog, units: ir.Table, parts: Sequence[Part], specs: Sequence[MetricSpec], by: str | None,
-           row_dim: str | None, window_days: float | None, pre_days: float) -> pd.DataFrame:
+           row_dim: str | None, window_days: float | None, pre_days: float, known: Units) -> pd.DataFrame:
     """Sufficient statistics per metric × variant (× dimension value), in one engine query.
 
     Each metric is reduced from the per-unit piece(s) holding its columns; a unit absent from a
@@ -127,7 +127,7 @@ def _cells(ctx: Any, catalog: Catalog, units: ir.Table, parts: Sequence[Part], s
     carry = ["variant"] + (["dim"] if by and not row_dim else [])
     keys = ["variant"] + (["dim"] if by else [])
     pieces = unit_pieces(ctx, catalog, units, parts, window_days=window_days, pre_days=pre_days, row_dim=row_dim,
-                         carry=carry)
+                         carry=carry, span=known.span)
     home = {c: i for i, piece in enumerate(pieces) for c in piece.columns if "__" in c}
     join_keys = ["unit", *carry] + (["dim"] if row_dim else [])
     every = column_names(("y", "d", "x", "e"))[1:]
@@ -153,7 +153,10 @@ def _cells(ctx: Any, catalog: Catalog, units: ir.Table, parts: Sequence[Part], s
     sums_frame = stacked.to_pyarrow().to_pandas()
     # n is the number of units in a cell, with or without rows.
     n_keys = ["variant"] + (["dim"] if by and not row_dim else [])
-    n = units.group_by(n_keys).aggregate(n=ibis._.count()).to_pyarrow().to_pandas()
+    if by and not row_dim:
+        n = units.group_by(n_keys).aggregate(n=ibis._.count()).to_pyarrow().to_pandas()
+    else:
+        n = pd.DataFrame({"variant": list(known.counts), "n": list(known.counts.values())})
     frames = []
     for spec in specs:
         mine = sums_frame[sums_frame["metric"] == spec.id].drop(columns="metric")
