@@ -72,15 +72,9 @@ def run_cxlens(data: Path) -> dict:
     from cxlens import Workspace
     from cxlens.experiments.workspace import analyze_experiment
     from cxlens.semantic import Catalog
-    from cxlens.workspace.schema import TABLES, all_columns
 
     with tempfile.TemporaryDirectory() as d, Workspace.open(Path(d) / "bench.duckdb") as ws:
-        for name in TABLES:
-            path = data / f"{name}.parquet"
-            cols = {c.name for c in all_columns(TABLES[name])}
-            have = [c for c in pq.read_schema(path).names if c in cols] if path.exists() else []
-            if have:
-                ws.sql(f"INSERT INTO {name} ({', '.join(have)}) SELECT {', '.join(have)} FROM read_parquet('{path}')")
+        _metrics_benchmark().load(ws, data)
         t0 = time.perf_counter()
         analysis = analyze_experiment(ws, "bench", METRICS, control="control", pre_days=PRE_DAYS, catalog=Catalog.built_in())
         seconds = time.perf_counter() - t0

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -157,19 +158,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load(ws: Any, data: Path) -> None:
+    """Copy the generated Parquet files into the workspace's canonical tables (the columns they share)."""
+    from cxlens.workspace.schema import TABLES, all_columns
+
+    for name in TABLES:
+        path = data / f"{name}.parquet"
+        cols = {c.name for c in all_columns(TABLES[name])}
+        have = [c for c in pq.read_schema(path).names if c in cols] if path.exists() else []
+        if have:
+            ws.sql(f"INSERT INTO {name} ({', '.join(have)}) SELECT {', '.join(have)} FROM read_parquet('{path}')")
+
+
 def run_cxlens(data: Path) -> dict:
     """Load the Parquet files into a DuckDB workspace (untimed), then time the catalogue by month."""
     sys.path.insert(0, str(ROOT))
     from cxlens import Workspace
     from cxlens.semantic import Catalog, Measurer
-    from cxlens.workspace.schema import TABLES, all_columns
 
     with tempfile.TemporaryDirectory() as d, Workspace.open(Path(d) / "bench.duckdb") as ws:
-        for name in TABLES:
-            cols = {c.name for c in all_columns(TABLES[name])}
-            have = [c for c in pq.read_schema(data / f"{name}.parquet").names if c in cols]
-            if have:
-                ws.sql(f"INSERT INTO {name} ({', '.join(have)}) SELECT {', '.join(have)} FROM read_parquet('{data / (name + '.parquet')}')")
+        load(ws, data)
         t0 = time.perf_counter()
         per: dict[str, float] = {}
         totals: dict[str, float] = {}
