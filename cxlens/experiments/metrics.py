@@ -31,8 +31,6 @@ from cxlens.semantic.model import Measure, Metric
 from cxlens.semantic.registry import Catalog
 from cxlens.semantic.sources import SOURCES, Context, Request
 
-POST, PRE = "post", "pre"
-
 
 @dataclass(frozen=True)
 class Part:
@@ -179,8 +177,7 @@ def unit_pieces(
         # aggregate's WHERE, also inside a per-unit formula (`count(*) >= 2` counts the window's rows).
         aggregates = {}
         for p in source_parts:
-            for phase, name in ((POST, p.column), (PRE, _pre(p.column))):
-                in_phase = j._phase == phase
+            for in_phase, name in ((j._post, p.column), (j._pre, _pre(p.column))):
                 if p.how in ("total", "rows"):
                     aggregates[name] = _row_aggregate(p, j, in_phase)
                 else:
@@ -192,7 +189,7 @@ def unit_pieces(
 
 def _phased_rows(ctx: Context, catalog: Catalog, source: str, parts: Sequence[Part], u: ir.Table,
                  window_days: float | None, pre_days: float, row_dim: str | None, bounds: dict[str, Any]) -> ir.Table:
-    """The source's rows of experiment units, tagged `post` (exposure window) or `pre` (before it).
+    """The source's rows of experiment units, flagged `_post` (exposure window) or `_pre` (before it).
 
     Rows outside every unit's windows are dropped before the join, from the first and last
     exposure start (`bounds`): on a long history most rows never reach the join.
@@ -211,8 +208,9 @@ def _phased_rows(ctx: Context, catalog: Catalog, source: str, parts: Sequence[Pa
     after = start + ibis.interval(seconds=int(window_days * 86400)) if window_days is not None else None
     in_post = (j.ts >= start) & (j.ts < after) if after is not None else j.ts >= start
     in_pre = (j.ts < start) & (j.ts >= start - ibis.interval(seconds=int(pre_days * 86400)))
-    j = j.mutate(_phase=ibis.cases((in_post, POST), (in_pre, PRE), else_=ibis.null("string")))
-    return j.filter(j._phase.notnull())
+    # Two booleans rather than a phase label: every aggregate's FILTER tests one of them.
+    j = j.mutate(_post=in_post, _pre=in_pre)
+    return j.filter(j._post | j._pre)
 
 
 _PRE_OF = {"y": "x", "d": "e"}
