@@ -57,3 +57,7 @@ class DefinitionError(CxlensError):
 
 class BanditError(CxlensError):
     """A bandit was given offers, results, settings or a state file it cannot use."""
+
+
+class ModelError(CxlensError):
+    """A CLV model was given a summary it cannot use, or the data cannot identify its parameters."""

@@ -1,0 +1,6 @@
+"""Customer-lifetime-value models: BG/NBD, Pareto/NBD and Gamma-Gamma, scikit-learn style."""
+
+from cxlens.clv.base import CLVModel, validate_summary
+from cxlens.clv.bgnbd import BGNBD
+
+__all__ = ["BGNBD", "CLVModel", "validate_summary"]

@@ -1,0 +1,183 @@
+"""Shared machinery of the CLV models: summary validation, the fit loop and standard errors.
+
+Every model maximizes its log-likelihood over the logarithms of its (positive) parameters with
+L-BFGS-B and the model's analytic gradient, from a few starting points. Standard errors come from
+the inverse Hessian of the negative log-likelihood on the log scale (central differences of the
+analytic gradient), carried to the natural parameters by the delta method
+(``cov(theta) = diag(theta) cov(log theta) diag(theta)``). An optimum on a bound of the log scale
+or a Hessian that is not positive definite means the data cannot identify the model: a
+:class:`~cxlens.errors.ModelError` says so instead of returning meaningless numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from cxlens.errors import ModelError
+
+Summary = pd.DataFrame | Mapping[str, Any]
+
+# Parameters are searched within exp(-LOG_BOUND) .. exp(LOG_BOUND); an optimum this close to a
+# bound is a parameter running off to 0 or infinity.
+LOG_BOUND = 18.0
+_AT_BOUND = 1e-3
+# A log-scale Hessian this ill-conditioned has a direction the likelihood does not see.
+_MAX_CONDITION = 1e12
+
+
+def validate_summary(summary: Summary, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named columns as float arrays of one length, checked row by row (first problem raised).
+
+    Rules: every value finite and non-negative; ``frequency`` a whole number; ``T`` positive;
+    ``recency`` at most ``T``; ``monetary_value`` positive where ``frequency`` is positive.
+    """
+    labels: Sequence[Any] | None = summary.index if isinstance(summary, pd.DataFrame) else None
+    available = list(summary.columns) if isinstance(summary, pd.DataFrame) else list(summary.keys())
+    arrays: dict[str, np.ndarray] = {}
+    for name in columns:
+        if name not in available:
+            raise ModelError(f"The summary has no column {name!r}; expected columns {', '.join(columns)}.")
+        try:
+            arrays[name] = np.atleast_1d(np.asarray(summary[name], dtype=float))
+        except (TypeError, ValueError):
+            raise ModelError(f"Column {name!r} of the summary is not numeric.") from None
+    try:
+        shaped = np.broadcast_arrays(*arrays.values())
+    except ValueError:
+        sizes = ", ".join(f"{k} {v.size}" for k, v in arrays.items())
+        raise ModelError(f"The summary columns have different lengths ({sizes}).") from None
+    arrays = {name: np.ascontiguousarray(a).ravel() for name, a in zip(arrays, shaped)}
+    n = next(iter(arrays.values())).size
+    if n == 0:
+        raise ModelError("The summary has no rows; a CLV model needs at least one customer.")
+
+    def fail(name: str, mask: np.ndarray, rule: str) -> None:
+        if mask.any():
+            i = int(np.argmax(mask))
+            row = labels[i] if labels is not None else i
+            raise ModelError(f"Row {row!r}: {name} = {arrays[name][i]!r} {rule}.")
+
+    for name, a in arrays.items():
+        fail(name, ~np.isfinite(a), "is not a finite number")
+        fail(name, a < 0, "is negative; counts, times and amounts are non-negative")
+    if "frequency" in arrays:
+        x = arrays["frequency"]
+        fail("frequency", x != np.floor(x), "is not a whole number of repeat purchases")
+    if "T" in arrays:
+        fail("T", arrays["T"] <= 0, "is not positive; T is the customer's age, time since the first purchase")
+    if "recency" in arrays and "T" in arrays:
+        fail("recency", arrays["recency"] > arrays["T"] * (1 + 1e-12),
+             "is greater than T; recency is the age at the last repeat purchase, at most T")
+    if "monetary_value" in arrays and "frequency" in arrays:
+        fail("monetary_value", (arrays["frequency"] > 0) & (arrays["monetary_value"] <= 0),
+             "is not positive for a repeat buyer; it is the mean spend of the repeat purchases")
+    return arrays
+
+
+class CLVModel:
+    """Base of the CLV models, scikit-learn style: ``fit`` returns self, fitted state ends in ``_``.
+
+    A subclass names its parameters and summary columns and supplies the total log-likelihood
+    with its gradient in the natural parameters, and starting points.
+    """
+
+    param_names: ClassVar[tuple[str, ...]]
+    columns: ClassVar[tuple[str, ...]]
+
+    params_: dict[str, float]
+    standard_errors_: dict[str, float]
+    covariance_: np.ndarray
+    log_likelihood_: float
+    n_customers_: int
+
+    def fit(self, summary: Summary) -> Self:
+        """Maximum-likelihood parameters from a per-customer summary (DataFrame or dict of arrays)."""
+        data = self._prepare(validate_summary(summary, self.columns))
+        n = next(iter(data.values())).size
+        bounds = [(-LOG_BOUND, LOG_BOUND)] * len(self.param_names)
+
+        def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+            params = np.exp(log_params)
+            with np.errstate(all="ignore"):
+                ll, grad = self._log_likelihood(params, data)
+            if not np.isfinite(ll) or not np.all(np.isfinite(grad)):
+                return np.inf, np.zeros_like(log_params)
+            return -ll / n, -grad * params / n
+
+        best = None
+        for start in self._starting_points(data):
+            result = minimize(objective, np.log(start), jac=True, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+            if np.isfinite(result.fun) and (best is None or result.fun < best.fun - 1e-12):
+                best = result
+            if best is not None and best.success and np.all(np.abs(best.x) < LOG_BOUND - _AT_BOUND):
+                break
+        if best is None:
+            raise ModelError(f"{type(self).__name__} found no starting point with a finite likelihood on this data.")
+        at_bound = np.abs(best.x) >= LOG_BOUND - _AT_BOUND
+        if at_bound.any():
+            name = self.param_names[int(np.argmax(at_bound))]
+            raise ModelError(
+                f"The data cannot identify {type(self).__name__}: parameter {name} runs off to "
+                f"{'infinity' if best.x[at_bound][0] > 0 else 'zero'} (too few customers or too few repeat purchases)."
+            )
+        cov_log = self._log_scale_covariance(objective, best.x, n)
+        params = np.exp(best.x)
+        self.params_ = dict(zip(self.param_names, map(float, params)))
+        self.covariance_ = cov_log * np.outer(params, params)
+        self.standard_errors_ = dict(zip(self.param_names, map(float, np.sqrt(np.diag(self.covariance_)))))
+        self.log_likelihood_ = float(-best.fun * n)
+        self.n_customers_ = int(n)
+        return self
+
+    def _log_scale_covariance(self, objective: Any, log_params: np.ndarray, n: int) -> np.ndarray:
+        k = log_params.size
+        hessian = np.empty((k, k))
+        step = 1e-5
+        for j in range(k):
+            e = np.zeros(k)
+            e[j] = step
+            hessian[:, j] = (objective(log_params + e)[1] - objective(log_params - e)[1]) * n / (2 * step)
+        hessian = (hessian + hessian.T) / 2
+        eigen = np.linalg.eigvalsh(hessian) if np.all(np.isfinite(hessian)) else np.array([0.0])
+        if eigen.min() <= 0 or eigen.max() / eigen.min() > _MAX_CONDITION:
+            raise ModelError(
+                f"The data cannot identify {type(self).__name__}: the likelihood is flat in some direction "
+                "at its maximum (too few customers or too little variation in their purchases)."
+            )
+        return np.linalg.inv(hessian)
+
+    def summary_frame(self) -> pd.DataFrame:
+        """Fitted parameters with standard errors and 95% Wald intervals, one row per parameter."""
+        self._check_fitted()
+        coef = pd.Series(self.params_)
+        se = pd.Series(self.standard_errors_)
+        return pd.DataFrame({"coef": coef, "se": se, "lower 95%": coef - 1.959964 * se, "upper 95%": coef + 1.959964 * se})
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise ModelError(f"{type(self).__name__} is not fitted; call fit(summary) first.")
+
+    def _param_array(self) -> np.ndarray:
+        self._check_fitted()
+        return np.array([self.params_[p] for p in self.param_names])
+
+    def _prepare(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return data
+
+    def _starting_points(self, data: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _log_likelihood(self, params: np.ndarray, data: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+        """Total log-likelihood and its gradient in the natural parameters."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "params_"):
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({', '.join(f'{k}={v:.4g}' for k, v in self.params_.items())})"
