@@ -2,5 +2,6 @@
 
 from cxlens.clv.base import CLVModel, validate_summary
 from cxlens.clv.bgnbd import BGNBD
+from cxlens.clv.gammagamma import GammaGamma
 
-__all__ = ["BGNBD", "CLVModel", "validate_summary"]
+__all__ = ["BGNBD", "CLVModel", "GammaGamma", "validate_summary"]
