@@ -282,3 +282,21 @@ def test_event_metrics_use_the_units_variant_not_the_events_own_variant_column(c
     ctr = counts.message_clicked / counts.message_sent
     [r] = result["results"]
     assert (r["control_mean"], r["mean"]) == pytest.approx((ctr["holdout"], ctr["personalized"]), rel=1e-12)
+
+
+def test_profile_dimension_splits_units_and_keeps_those_without_it(company: Path, tables: dict[str, pd.DataFrame]) -> None:
+    result = _analyze("perso-2025", "--metric", "orders", "--by", "loyalty_tier", "--pre-days", "0", workspace=company)
+    con = duckdb.connect(str(company), read_only=True)
+    try:
+        tiers = con.sql("SELECT profile_id, max(loyalty_tier) AS tier FROM customers WHERE profile_id IS NOT NULL "
+                        "GROUP BY profile_id").df()
+    finally:
+        con.close()
+    per_unit = _per_unit_orders(tables).merge(tiers, on="profile_id", how="left")
+    per_unit["tier"] = per_unit["tier"].fillna("(none)")
+    expected = per_unit.groupby(["tier", "variant"]).orders.agg(["size", "mean"])
+    rows = {r["loyalty_tier"]: r for r in result["results"]}
+    assert set(rows) == set(per_unit["tier"]) and "(none)" in rows
+    for tier, r in rows.items():
+        assert (r["n"], r["control_n"]) == (expected.loc[(tier, "personalized"), "size"], expected.loc[(tier, "holdout"), "size"])
+        assert r["mean"] == pytest.approx(expected.loc[(tier, "personalized"), "mean"], rel=1e-12)

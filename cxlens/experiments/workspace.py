@@ -32,6 +32,9 @@ from cxlens.semantic.api import catalog_for
 from cxlens.semantic.registry import Catalog
 from cxlens.stats.sums import column_names
 
+NO_VALUE = "(none)"
+"""The segment value of units whose profile lacks the attribute they are split by."""
+
 DEFAULT_METRICS = ("orders", "revenue", "active_customers", "aov")
 """Orders and revenue per unit, the share of units who bought, and revenue per order."""
 
@@ -114,7 +117,9 @@ def _with_profile_dimension(ctx: Any, catalog: Catalog, units: ir.Table, by: str
         return units.join(members, units.unit == members._pid).drop("_pid")
     attrs = catalog.profile_attributes(ctx)
     attrs = attrs.select(_pid=attrs.profile_id, dim=attrs[catalog.dimensions[by].profile].cast("string")).view()  # type: ignore[index]
-    return units.left_join(attrs, units.unit == attrs._pid).drop("_pid")
+    joined = units.left_join(attrs, units.unit == attrs._pid).drop("_pid")
+    # Units without the attribute (no loyalty tier, no country) are a group of their own.
+    return joined.mutate(dim=joined.dim.fill_null(NO_VALUE))
 
 
 def _cells(ctx: Any, catalog: Catalog, units: ir.Table, parts: Sequence[Part], specs: Sequence[MetricSpec], by: str | None,
