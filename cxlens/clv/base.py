@@ -60,7 +60,8 @@ def validate_summary(summary: Summary, columns: Sequence[str]) -> dict[str, np.n
         if mask.any():
             i = int(np.argmax(mask))
             row = labels[i] if labels is not None else i
-            raise ModelError(f"Row {row!r}: {name} = {arrays[name][i]!r} {rule}.")
+            row = row.item() if isinstance(row, np.generic) else row
+            raise ModelError(f"Row {row!r}: {name} = {float(arrays[name][i])!r} {rule}.")
 
     for name, a in arrays.items():
         fail(name, ~np.isfinite(a), "is not a finite number")
