@@ -252,3 +252,14 @@ def test_gammagamma_without_repeat_buyers_raises() -> None:
 def test_predictions_need_a_fit() -> None:
     with pytest.raises(ModelError, match="not fitted"):
         BGNBD().probability_alive([1], [1.0], [2.0])
+
+
+def test_identical_customers_are_fitted_once_with_a_weight(summary: pd.DataFrame) -> None:
+    """Doubling every customer leaves the parameters and doubles the log-likelihood (base.compress)."""
+    once = BGNBD().fit(summary)
+    twice = BGNBD().fit(pd.concat([summary, summary], ignore_index=True))
+    for name, value in once.params_.items():
+        assert twice.params_[name] == pytest.approx(value, rel=1e-5)
+        assert twice.standard_errors_[name] == pytest.approx(once.standard_errors_[name] / np.sqrt(2), rel=1e-3)
+    assert twice.log_likelihood_ == pytest.approx(2 * once.log_likelihood_, rel=1e-9)
+    assert twice.n_customers_ == 2 * once.n_customers_

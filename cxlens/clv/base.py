@@ -80,6 +80,21 @@ def validate_summary(summary: Summary, columns: Sequence[str]) -> dict[str, np.n
     return arrays
 
 
+def compress(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Identical customers once each, with a ``weight`` counting them.
+
+    Purchase histories recorded by the day repeat a lot (every one-time buyer of a given day has
+    the same frequency, recency and T), so a million customers are often a few hundred thousand
+    distinct rows; the likelihood is a weighted sum over those.
+    """
+    names = list(data)
+    if not names or data[names[0]].size == 0:
+        return {**data, "weight": np.ones(0)}
+    stacked = np.column_stack([data[k].astype(np.float64) for k in names])
+    rows, counts = np.unique(stacked, axis=0, return_counts=True)
+    return {**{k: rows[:, i] for i, k in enumerate(names)}, "weight": counts.astype(np.float64)}
+
+
 class CLVModel:
     """Base of the CLV models, scikit-learn style: ``fit`` returns self, fitted state ends in ``_``.
 
@@ -100,6 +115,7 @@ class CLVModel:
         """Maximum-likelihood parameters from a per-customer summary (DataFrame or dict of arrays)."""
         data = self._prepare(validate_summary(summary, self.columns))
         n = next(iter(data.values())).size
+        data = compress(data)
         bounds = [(-LOG_BOUND, LOG_BOUND)] * len(self.param_names)
 
         def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:

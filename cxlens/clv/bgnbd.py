@@ -61,8 +61,9 @@ class BGNBD(CLVModel):
             + w1 * digamma(b + x)
             + w2 * np.where(repeat, digamma(b + np.maximum(x, 1) - 1), 0.0)
         )
-        ll = float(np.sum(common + log_sum))
-        return ll, np.array([grad_r.sum(), grad_alpha.sum(), grad_a.sum(), grad_b.sum()])
+        w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
+        ll = float(np.sum(w * (common + log_sum)))
+        return ll, np.array([(w * grad_r).sum(), (w * grad_alpha).sum(), (w * grad_a).sum(), (w * grad_b).sum()])
 
     def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(still active at T | x, t_x, T) (FHL 2005 eq. 11 / Hardie's note); 1 for x = 0."""

@@ -57,7 +57,8 @@ class GammaGamma(CLVModel):
         grad_p = x * (d_pxq - digamma(px) + log_xm - log_total)
         grad_q = d_pxq - digamma(q) + np.log(v) - log_total
         grad_v = q / v - (px + q) / (x * m + v)
-        return float(ll.sum()), np.array([grad_p.sum(), grad_q.sum(), grad_v.sum()])
+        w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
+        return float((w * ll).sum()), np.array([(w * grad_p).sum(), (w * grad_q).sum(), (w * grad_v).sum()])
 
     def conditional_expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> np.ndarray:
         """E[spend per purchase | x, zbar]; the population mean p v / (q - 1) for x = 0."""

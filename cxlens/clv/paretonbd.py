@@ -95,8 +95,9 @@ class ParetoNBD(CLVModel):
         grad_alpha = r / alpha - w_alive * k / (alpha + T) - w_died * k * ratio(1, 0)
         grad_s = np.log(beta) - w_alive * np.log(beta + T) + w_died * (1 / s + d_j)
         grad_beta = s / beta - w_alive * s / (beta + T) - w_died * j * ratio(0, 1)
-        ll = float(np.sum(common + log_sum))
-        return ll, np.array([grad_r.sum(), grad_alpha.sum(), grad_s.sum(), grad_beta.sum()])
+        w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
+        ll = float(np.sum(w * (common + log_sum)))
+        return ll, np.array([(w * grad_r).sum(), (w * grad_alpha).sum(), (w * grad_s).sum(), (w * grad_beta).sum()])
 
     def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(still active at T | x, t_x, T) (Fader & Hardie 2005 note, eq. 19)."""
