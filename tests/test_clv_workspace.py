@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from cxlens import Workspace
-from cxlens.clv import BGNBD, GammaGamma
+from cxlens.clv import BGNBD, GammaGamma, ParetoNBD
 from cxlens.clv.summary import rfm_summary
 from cxlens.errors import ModelError
 from cxlens.workspace.schema import TABLES, all_columns
@@ -186,12 +186,16 @@ def test_cdnow_summary_matches_the_published_one(cdnow: tuple[Path, pd.DataFrame
             .frequency_holdout == s.frequency_holdout).all()
 
 
-def test_cdnow_bgnbd_from_raw_transactions(cdnow: tuple[Path, pd.DataFrame]) -> None:
+def test_cdnow_published_fits_from_raw_transactions(cdnow: tuple[Path, pd.DataFrame]) -> None:
     model = BGNBD().fit(cdnow[1])
     published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
     for name, value in published.items():
         assert model.params_[name] == pytest.approx(value, abs=6e-4), name
     assert model.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+    pareto = ParetoNBD().fit(cdnow[1])
+    for name, value in {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}.items():
+        assert pareto.params_[name] == pytest.approx(value, abs=6e-4), name
+    assert pareto.log_likelihood_ == pytest.approx(-9595.0, abs=0.05)
 
 
 def test_cli_fit_json_with_holdout(cdnow: tuple[Path, pd.DataFrame]) -> None:
@@ -250,3 +254,15 @@ def test_cli_errors_are_one_sentence(cdnow: tuple[Path, pd.DataFrame], tmp_path:
     assert res.returncode == 1 and "outside the orders" in res.stderr and "Traceback" not in res.stderr
     res = run_cli("clv", "predict", workspace=tmp_path / "empty.duckdb")
     assert res.returncode == 1 and "no valid orders" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_horizons_in_model_units() -> None:
+    from cxlens.cli.clv import parse_horizon
+    from cxlens.errors import UsageError
+
+    assert parse_horizon("52w", "W") == 52 and parse_horizon("90d", "W") == pytest.approx(90 / 7)
+    assert parse_horizon("12m", "W") == pytest.approx(12 * 4.345) and parse_horizon("2m", "D") == 60
+    assert parse_horizon("52w", "M") == pytest.approx(364 / 30)
+    for bad in ("52", "0w", "-3d", "a year"):
+        with pytest.raises(UsageError, match="not a duration"):
+            parse_horizon(bad, "W")
