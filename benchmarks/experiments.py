@@ -19,7 +19,6 @@ import argparse
 import importlib.util
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -185,9 +184,7 @@ def engine_alone(cells: int = 10_000) -> tuple[float, float]:
 
 
 def child(kind: str, data: Path, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _metrics_benchmark().child(kind, data, *extra, script=__file__)
 
 
 def main() -> None:

@@ -209,8 +209,9 @@ def run_pandas(data: Path) -> dict:
     return {"seconds": time.perf_counter() - t0, "rss_mb": peak_rss_mb(), "per_metric": per, "totals": totals}
 
 
-def child(kind: str, data: Path, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True,
+def child(kind: str, data: Path, *extra: str, script: str = __file__) -> dict:
+    """Run `script --run KIND` in a fresh process (its own peak RSS) and read its last JSON line."""
+    out = subprocess.run([sys.executable, script, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
