@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cxlens.cli.context import State, open_workspace
+from cxlens.cli.context import load_catalog, open_workspace
 from cxlens.cli.output import Format, console, print_json, print_rows
 from cxlens.errors import UsageError
 
@@ -24,15 +24,6 @@ class CorrectionChoice(str, enum.Enum):
     holm = "holm"
     bh = "bh"
     none = "none"
-
-
-def _catalog(ctx: typer.Context) -> Any:
-    from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_path
-    from cxlens.workspace.workspace import default_path
-
-    state: State = ctx.obj if isinstance(ctx.obj, State) else State()
-    return Catalog.load(definitions_path(state.workspace_path or default_path()))
 
 
 @experiment_app.command("list")
@@ -73,7 +64,7 @@ def metrics_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION]
     """
     from cxlens.experiments.metrics import experiment_metric, supported
 
-    catalog = _catalog(ctx)
+    catalog = load_catalog(ctx)
     rows = []
     for metric_id in supported(catalog):
         metric = catalog.metric(metric_id)
@@ -140,7 +131,7 @@ def analyze_command(
 
         with open_workspace(ctx) as ws:
             analysis = analyze_experiment(ws, experiment_id, metric or (), by=by, control=control, window_days=window,
-                                          pre_days=pre_days, settings=settings, catalog=_catalog(ctx))
+                                          pre_days=pre_days, settings=settings, catalog=load_catalog(ctx))
         title = f"Experiment {experiment_id} vs {analysis.control!r}"
     if format is Format.json:
         print_json(analysis.to_json())
@@ -209,7 +200,7 @@ def plan_command(
     per_day = _traffic(traffic)
     with open_workspace(ctx) as ws:
         result = plan_from_workspace(ws, metric, mde=mde, traffic_per_day=per_day, days=days, alpha=alpha, power=power,
-                                     arms=arms, catalog=_catalog(ctx))
+                                     arms=arms, catalog=load_catalog(ctx))
     if format is Format.json:
         print_json(result)
         return

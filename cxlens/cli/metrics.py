@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from cxlens.cli.context import State, open_workspace
+from cxlens.cli.context import load_catalog, open_workspace
 from cxlens.cli.output import Format, console, print_json, print_rows
 from cxlens.errors import UsageError
 
 if TYPE_CHECKING:
-    from cxlens.semantic import Catalog
+    pass
 
 metrics_app = typer.Typer(help="KPIs: list them, show them by period and dimension, compare against a baseline.",
                           no_args_is_help=True)
@@ -43,15 +43,6 @@ WHERE_OPTION = typer.Option("--where", help="A segment name, or a condition over
 
 def _by(values: list[str] | None) -> list[str]:
     return [d.strip() for v in values or [] for d in v.split(",") if d.strip()]
-
-
-def _catalog(ctx: typer.Context) -> "Catalog":
-    state: State = ctx.obj if isinstance(ctx.obj, State) else State()
-    from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_path
-    from cxlens.workspace.workspace import default_path
-
-    return Catalog.load(definitions_path(state.workspace_path or default_path()))
 
 
 def format_change(value: Any, unit: str) -> str:
@@ -96,7 +87,7 @@ def list_command(
 
       cxlens metrics list --category Feedback --format json
     """
-    catalog = _catalog(ctx)
+    catalog = load_catalog(ctx)
     rows = [{"id": m.id, "label": m.label, "category": m.category, "timing": m.timing, "unit": m.unit,
              "direction": m.direction, "description": m.description, "origin": m.origin}
             for m in catalog.metrics.values() if category is None or m.category.lower() == category.lower()]
@@ -133,7 +124,7 @@ def show_command(
 
     with open_workspace(ctx) as ws:
         result = measure(ws, metric, grain=grain.value if grain else None, by=_by(by), since=since, until=until,
-                         where=where, catalog=_catalog(ctx))
+                         where=where, catalog=load_catalog(ctx))
     if format is ShowFormat.json:
         print_json(result.to_json())
         return
@@ -180,7 +171,7 @@ def compare_command(
 
     b, a = Period.parse(before, "--before"), Period.parse(after, "--after")
     with open_workspace(ctx) as ws:
-        result = compare_periods(ws, metric, b, a, by=_by(by), where=where, alpha=alpha, catalog=_catalog(ctx))
+        result = compare_periods(ws, metric, b, a, by=_by(by), where=where, alpha=alpha, catalog=load_catalog(ctx))
     if format is Format.json:
         print_json(result.to_json())
         return
@@ -213,7 +204,7 @@ def dimensions_command(
 
       cxlens metrics dimensions conversion_rate --format json
     """
-    catalog = _catalog(ctx)
+    catalog = load_catalog(ctx)
     ids = catalog.dimensions_for(catalog.metric(metric)) if metric else list(catalog.dimensions)
     rows = [{"id": d, "label": catalog.dimensions[d].label, "description": catalog.dimensions[d].description} for d in ids]
     if format is Format.json:
@@ -234,7 +225,7 @@ def segments_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION
     """
     from cxlens.semantic.segments import FEATURES
 
-    catalog = _catalog(ctx)
+    catalog = load_catalog(ctx)
     segs = [{"id": s.id, "label": s.label, "where": s.where, "origin": s.origin} for s in catalog.segments.values()]
     feats = [{"feature": k, "meaning": v} for k, v in FEATURES.items()]
     if format is Format.json:
@@ -258,7 +249,7 @@ def check_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION] =
 
       cxlens --workspace shop.duckdb metrics check --format json
     """
-    catalog = _catalog(ctx)
+    catalog = load_catalog(ctx)
     custom = [m.id for m in catalog.metrics.values() if m.origin != "built-in"]
     out = {"definitions": str(catalog.path) if catalog.path else None, "metrics": custom,
            "dimensions": [d.id for d in catalog.dimensions.values() if d.origin != "built-in"],
@@ -286,7 +277,7 @@ def docs_command(
     """
     from cxlens.semantic.docs import render
 
-    text = render(_catalog(ctx))
+    text = render(load_catalog(ctx))
     if out is None:
         sys.stdout.write(text)
         return

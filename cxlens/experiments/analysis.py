@@ -20,7 +20,7 @@ from cxlens.errors import UsageError
 from cxlens.stats.effects import MetricKind, estimate_effects
 from cxlens.stats.multiple import adjust_p_values
 from cxlens.stats.srm import SampleRatioCheck, srm_check
-from cxlens.stats.sums import Sums
+from cxlens.stats.sums import Sums, column_names
 
 Correction = Literal["holm", "bh", "none"]
 Verdict = Literal["ship", "harmful", "inconclusive", "invalid", "no_result"]
@@ -139,7 +139,7 @@ def _metric_results(
     def gather(keys: list[tuple[str, Any]]) -> Sums:
         index = [(v, s) if by else v for v, s in keys]
         found = table.reindex(index)
-        columns = {c: found[c].to_numpy(dtype=np.float64) if c in found else np.zeros(len(keys)) for c in _columns(names)}
+        columns = {c: found[c].to_numpy(dtype=np.float64) if c in found else np.zeros(len(keys)) for c in column_names(names)}
         columns["n"] = np.nan_to_num(columns["n"])
         return Sums.from_columns(columns, names)
 
@@ -165,12 +165,6 @@ def _metric_results(
         row["cuped"] = spec.cuped
         out.append(row)
     return out
-
-
-def _columns(names: tuple[str, ...]) -> list[str]:
-    from cxlens.stats.sums import column_names
-
-    return column_names(names)
 
 
 def _verdict(result: dict[str, Any], p: float | None, alpha: float, srm_mismatch: bool) -> Verdict:
