@@ -85,7 +85,8 @@ class DuckDBBackend(Backend):
     def __init__(self, path: str | Path, *, read_only: bool = False, memory_limit: str | None = None):
         self.path = Path(path)
         try:
-            self.con = ibis.duckdb.connect(str(self.path), read_only=read_only)
+            self.con = ibis.duckdb.connect(str(self.path), read_only=read_only,
+                                           storage_compatibility_version="latest")
         except Exception as exc:  # duckdb raises IOException for locks and unreadable files
             raise WorkspaceError(_explain_open_error(self.path, exc)) from None
         self.raw = self.con.con
