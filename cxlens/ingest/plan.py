@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cxlens.errors import IngestError, MappingError
+from cxlens.errors import MappingError
 from cxlens.ingest.expressions import checked_expression
 from cxlens.ingest.mapping import Mapping
 from cxlens.ingest.validate import column_sql, lit, q, score_scale_check
