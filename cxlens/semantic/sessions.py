@@ -34,10 +34,8 @@ CHANNEL_GROUPS: tuple[str, ...] = ("paid", "email", "social", "organic", "referr
 
 
 def referrer_host(referrer: ir.StringValue) -> ir.StringValue:
-    """Host name of a referrer URL, lower case, without a leading `www.`."""
-    host = referrer.lower().re_extract(r"^[a-z][a-z0-9+.\-]*://([^/:?#]+)", 1)
-    host = ibis.ifelse(host == "", ibis.null("string"), host)
-    return ibis.ifelse(host.startswith("www."), host.substr(4), host)
+    """Host name of a referrer URL, lower case, without a leading `www.` (one regex per value)."""
+    return referrer.lower().re_extract(r"^[a-z][a-z0-9+.\-]*://(?:www\.)?([^/:?#]+)", 1).nullif("")
 
 
 def channel_group(medium: ir.StringValue, source: ir.StringValue, host: ir.StringValue, referrer: ir.StringValue) -> ir.StringValue:
@@ -69,17 +67,16 @@ def build_sessions(events: ir.Table, keep: Callable[[ir.Table], ir.Table] = lamb
     with_id = ev.filter(ev.session_id.notnull())
     with_id = with_id.mutate(k1=with_id.source, k2=with_id.session_id, k3=ibis.literal(0, "int64"))
     loose = ev.filter(ev.session_id.isnull() & ev.visitor.notnull())
-    order = [loose.occurred_at, loose.event_id]
-    loose = loose.mutate(prev=loose.occurred_at.lag().over(group_by=loose.visitor, order_by=order))
-    gap = loose.occurred_at.epoch_seconds() - loose.prev.epoch_seconds()
-    loose = loose.mutate(starts=ibis.ifelse(gap.isnull() | (gap > INACTIVITY_SECONDS), 1, 0).cast("int64")).drop("prev")
-    number = loose.starts.sum().over(ibis.cumulative_window(group_by=loose.visitor, order_by=[loose.occurred_at, loose.event_id]))
-    loose = loose.mutate(k1=ibis.literal("~"), k2=loose.visitor, k3=number).drop("starts")
+    loose = loose.inner_join(_visit_numbers(loose), ["visitor", "occurred_at"])
+    loose = loose.mutate(k1=ibis.literal("~"), k2=loose.visitor, k3=loose._visit)
     rows = ibis.union(with_id, loose.select(*with_id.columns))
 
     t = rows.event_type
     key = order_key(rows.occurred_at, rows.event_id)
     pages = t.isin(PAGE_EVENTS).cast("int64").sum()
+    # The first-touch columns come from one arg_min of a struct: the sort key is compared once
+    # per row instead of once per column (a third of the group-by's time on 10M events).
+    touch = ibis.struct({c: rows[c] for c in FIRST_TOUCH})
     s = rows.group_by(["k1", "k2", "k3"]).aggregate(
         ts=rows.occurred_at.min(),
         ended=rows.occurred_at.max(),
@@ -91,26 +88,21 @@ def build_sessions(events: ir.Table, keep: Callable[[ir.Table], ir.Table] = lamb
         leads=t.isin(LEAD_EVENTS).cast("int64").sum(),
         revenue=ibis.ifelse(t == "purchase", rows.value.fill_null(0), 0).sum(),
         profile_id=first(rows.profile_id, key, skip_null=True),
-        visitor=first(rows.visitor, key),
-        channel=first(rows.channel, key),
-        referrer=first(rows.referrer, key),
-        utm_source=first(rows.utm_source, key),
-        utm_medium=first(rows.utm_medium, key),
-        utm_campaign=first(rows.utm_campaign, key),
-        properties=first(rows.properties, key),
+        _touch=first(touch, key),
     )
-    s = s.mutate(session_key=ibis.ifelse(s.k1 == "~", "~" + s.k2 + ":" + s.k3.cast("string"), s.k1 + ":" + s.k2)).drop("k1", "k2", "k3")
-    host = referrer_host(s.referrer)
+    s = s.mutate(**{c: s._touch[c] for c in FIRST_TOUCH})
+    s = s.mutate(session_key=ibis.ifelse(s.k1 == "~", "~" + s.k2 + ":" + s.k3.cast("string"), s.k1 + ":" + s.k2),
+                 _host=referrer_host(s.referrer)).drop("k1", "k2", "k3", "_touch")
     s = s.mutate(
-        channel_group=channel_group(s.utm_medium, s.utm_source, host, s.referrer),
-        traffic_source=ibis.coalesce(s.utm_source.nullif(""), host, ibis.literal("(direct)")),
+        channel_group=channel_group(s.utm_medium, s.utm_source, s._host, s.referrer),
+        traffic_source=ibis.coalesce(s.utm_source.nullif(""), s._host, ibis.literal("(direct)")),
         device=s.properties.cast("string").re_extract(r'"device"\s*:\s*"([^"]*)"', 1).nullif(""),
         duration=(s.ended.epoch_seconds() - s.ts.epoch_seconds()).cast("float64"),
         bounced=((s.events == 1) & (s.page_events == 1)).cast("int64"),
         converted=(s.purchases > 0).cast("int64"),
         carted=(s.carts > 0).cast("int64"),
         lead=(s.leads > 0).cast("int64"),
-    ).drop("properties", "ended", "page_events", "purchases", "carts", "leads")
+    ).drop("_host", "properties", "ended", "page_events", "purchases", "carts", "leads")
     s = keep(s)
     firsts = s.filter(s.visitor.notnull())
     firsts = firsts.group_by(firsts.visitor).aggregate(first_key=first(firsts.session_key, order_key(firsts.ts, firsts.session_key)))
@@ -119,6 +111,24 @@ def build_sessions(events: ir.Table, keep: Callable[[ir.Table], ir.Table] = lamb
     return s.mutate(new=ibis.ifelse(s.visitor.isnull() | (s.first_key == s.session_key), 1, 0)).drop("_visitor", "first_key")
 
 
+def _visit_numbers(loose: ir.Table) -> ir.Table:
+    """(visitor, occurred_at, _visit): the visit number of each distinct time of a visitor.
+
+    A visit starts at a visitor's first event or after more than 30 minutes without one. The
+    number depends only on the time, so the window sorts run on the distinct (visitor, time)
+    pairs, two narrow columns, rather than on whole event rows; events at the same time share
+    their number whatever their order.
+    """
+    times = loose.select("visitor", "occurred_at").distinct()
+    prev = times.occurred_at.lag().over(group_by=times.visitor, order_by=times.occurred_at)
+    gap = times.occurred_at.epoch_seconds() - prev.epoch_seconds()
+    times = times.mutate(_starts=ibis.ifelse(gap.isnull() | (gap > INACTIVITY_SECONDS), 1, 0).cast("int64"))
+    number = times._starts.sum().over(ibis.cumulative_window(group_by=times.visitor, order_by=times.occurred_at))
+    return times.mutate(_visit=number).drop("_starts").rename(visitor="visitor").view()
+
+
+FIRST_TOUCH = ("visitor", "channel", "referrer", "utm_source", "utm_medium", "utm_campaign", "properties")
+"""Session columns taken from its first event."""
 SESSION_COLUMNS = ("event_id", "occurred_at", "event_type", "anonymous_id", "customer_id", "session_id", "channel",
                    "referrer", "utm_source", "utm_medium", "utm_campaign", "properties", "value", "profile_id", "source")
 """The event columns sessions read; selecting them first keeps the window sorts narrow."""
