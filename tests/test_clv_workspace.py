@@ -32,11 +32,15 @@ ARROW = {"string": pa.string(), "json": pa.string(), "timestamp": pa.timestamp("
 
 def write_orders(ws: Workspace, frame: pd.DataFrame) -> None:
     """Replace `orders` with the frame, every other canonical column NULL."""
-    cols = all_columns(TABLES["orders"])
+    _write(ws, "orders", frame)
+
+
+def _write(ws: Workspace, table: str, frame: pd.DataFrame) -> None:
+    cols = all_columns(TABLES[table])
     df = pd.DataFrame({c.name: frame[c.name] if c.name in frame.columns else pd.Series([None] * len(frame), dtype=object)
                        for c in cols})
     schema = pa.schema([pa.field(c.name, ARROW[c.type]) for c in cols])
-    ws.backend.replace_table("orders", pa.Table.from_pandas(df, schema=schema, preserve_index=False))
+    ws.backend.replace_table(table, pa.Table.from_pandas(df, schema=schema, preserve_index=False))
 
 
 def reference_summary(orders: pd.DataFrame, *, calibration_end: str | None = None, observation_end: str | None = None,
@@ -266,3 +270,59 @@ def test_horizons_in_model_units() -> None:
     for bad in ("52", "0w", "-3d", "a year"):
         with pytest.raises(UsageError, match="not a duration"):
             parse_horizon(bad, "W")
+
+
+
+def test_predictions_on_margin_use_the_margin_summary(cdnow: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """--use-margin: Gamma-Gamma on margins; spend per purchase is the independent margin fit's."""
+    from cxlens.clv.workspace import predict_workspace
+
+    orders = cdnow_orders()
+    orders["cost"] = (orders["revenue"] * 0.4).round(2)
+    with Workspace.open(tmp_path / "m.duckdb") as ws:
+        write_orders(ws, orders)
+        by_revenue = predict_workspace(ws).frame.set_index("profile_id")
+        by_margin = predict_workspace(ws, use_margin=True).frame.set_index("profile_id")
+    want = reference_summary(orders.assign(ordered_at=orders["ordered_at"]), use_margin=True).set_index("profile_id")
+    want = want[want["T"] > 0]
+    usable = (want.frequency > 0) & (want.monetary_value > 0)
+    gg = GammaGamma().fit({"frequency": want.frequency.where(usable, 0).to_numpy(float),
+                           "monetary_value": want.monetary_value.where(usable, 0).to_numpy(float)})
+    spend = gg.conditional_expected_spend(want.frequency.where(usable, 0).to_numpy(float),
+                                          want.monetary_value.where(usable, 0).to_numpy(float))
+    np.testing.assert_allclose(by_margin.loc[want.index, "expected_spend"].to_numpy(), spend, rtol=1e-9)
+    assert (by_margin["basis"] == "margin").all() and (by_revenue["basis"] == "revenue").all()
+    # same purchase model either way; a 60% margin leaves 60% of the spend (Gamma-Gamma is scale-equivariant)
+    np.testing.assert_allclose(by_margin["expected_purchases"], by_revenue["expected_purchases"], rtol=1e-9)
+    np.testing.assert_allclose(by_margin["clv"].sum() / by_revenue["clv"].sum(), 0.6, rtol=2e-3)
+
+
+def test_cli_use_margin_flag(cdnow: tuple[Path, pd.DataFrame]) -> None:
+    out = json.loads(run_cli("clv", "fit", "--use-margin", "--format", "json", workspace=cdnow[0]).stdout)
+    assert out["basis"] == "margin" and out["spend"]["params"]["p"] > 0
+
+
+def test_clv_to_cac_by_channel_matches_pandas(tmp_path: Path) -> None:
+    from cxlens.clv.workspace import clv_to_cac_by_channel
+
+    frame = pd.DataFrame({"profile_id": ["a", "b", "c", "d", "e"], "clv": [100.0, 50.0, 30.0, 10.0, 5.0]})
+    customers = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "c", "d"], "profile_id": ["a", "b", "c", "c", "d"],
+        "acquisition_channel": ["paid_search", "paid_search", "social", "email", "store"],
+        "acquisition_cost": [None, None, None, None, 12.0],
+        "loaded_at": pd.to_datetime(["2025-01-01"] * 3 + ["2025-02-01", "2025-01-01"]), "record_key": list("abcde"),
+        "source": "crm",
+    })
+    costs = pd.DataFrame({"incurred_on": pd.to_datetime(["2025-01-05", "2025-01-06", "2025-01-07"]).date,
+                          "amount": [30.0, 10.0, 25.0], "kind": ["acquisition", "acquisition", "acquisition"],
+                          "channel": ["paid_search", "paid_search", "email"]})
+    with Workspace.open(tmp_path / "cac.duckdb") as ws:
+        _write(ws, "customers", customers)
+        _write(ws, "costs", costs)
+        got = clv_to_cac_by_channel(ws, frame).set_index("acquisition_channel")
+    # c's latest CRM row says email; e has no CRM row
+    assert got.loc["paid_search", "customers"] == 2 and got.loc["paid_search", "cac"] == 20.0
+    assert got.loc["paid_search", "clv_to_cac"] == pytest.approx(75.0 / 20.0)
+    assert got.loc["email", "mean_clv"] == 30.0 and got.loc["email", "cac"] == 25.0 and "social" not in got.index
+    assert got.loc["store", "cac"] == 12.0 and got.loc["store", "cac_basis"] == "crm"
+    assert got.loc["(unknown)", "customers"] == 1 and np.isnan(got.loc["(unknown)", "cac"])
