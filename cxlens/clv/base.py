@@ -80,6 +80,25 @@ def validate_summary(summary: Summary, columns: Sequence[str]) -> dict[str, np.n
     return arrays
 
 
+def frequency_index(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`data` plus the distinct frequencies (``_ux``) and each row's position among them (``_inv``).
+
+    Repeat-purchase counts take a few dozen values across a million customers, so the special
+    functions of r + x, b + x, p x ... are evaluated once per distinct x and gathered per row:
+    the likelihood then costs a few logarithms per row instead of a dozen gammaln/digamma calls.
+    """
+    ux, inv = np.unique(data["frequency"], return_inverse=True)
+    return {**data, "_ux": ux, "_inv": inv}
+
+
+def per_frequency(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct frequencies, row index into them), from `frequency_index` or computed now."""
+    if "_ux" in data:
+        return data["_ux"], data["_inv"]
+    ux, inv = np.unique(data["frequency"], return_inverse=True)
+    return ux, inv
+
+
 def compress(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Identical customers once each, with a ``weight`` counting them.
 
@@ -90,9 +109,15 @@ def compress(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     names = list(data)
     if not names or data[names[0]].size == 0:
         return {**data, "weight": np.ones(0)}
-    stacked = np.column_stack([data[k].astype(np.float64) for k in names])
-    rows, counts = np.unique(stacked, axis=0, return_counts=True)
-    return {**{k: rows[:, i] for i, k in enumerate(names)}, "weight": counts.astype(np.float64)}
+    import pandas as pd
+
+    # A hash group-by: np.unique(axis=0) sorts rows as structured values, 15x slower on 1M rows.
+    frame = pd.DataFrame({k: data[k].astype(np.float64) for k in names})
+    counts = frame.groupby(names, sort=False).size()
+    if len(counts) > 0.8 * len(frame):  # continuous values (spend) barely repeat: keep the rows
+        return {**{k: frame[k].to_numpy() for k in names}, "weight": np.ones(len(frame))}
+    rows = counts.index.to_frame(index=False)
+    return {**{k: rows[k].to_numpy(dtype=np.float64) for k in names}, "weight": counts.to_numpy(dtype=np.float64)}
 
 
 class CLVModel:
@@ -115,7 +140,7 @@ class CLVModel:
         """Maximum-likelihood parameters from a per-customer summary (DataFrame or dict of arrays)."""
         data = self._prepare(validate_summary(summary, self.columns))
         n = next(iter(data.values())).size
-        data = compress(data)
+        data = self._precompute(compress(data))
         bounds = [(-LOG_BOUND, LOG_BOUND)] * len(self.param_names)
 
         def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
@@ -185,6 +210,10 @@ class CLVModel:
         return np.array([self.params_[p] for p in self.param_names])
 
     def _prepare(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return data
+
+    def _precompute(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Add what every likelihood evaluation reuses (after identical customers are merged)."""
         return data
 
     def _starting_points(self, data: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from cxlens.clv.base import CLVModel, validate_summary
+from cxlens.clv.base import CLVModel, frequency_index, per_frequency, validate_summary
 
 # Eq. 10 divides by (a - 1); within this distance of a = 1 it is the mean of a = 1 -/+ this.
 _NEAR_ONE = 1e-6
@@ -40,26 +40,33 @@ class BGNBD(CLVModel):
         rate = max(data["frequency"].sum() / data["T"].sum(), 1e-6)
         return [np.array([1.0, 1.0 / rate, 1.0, 2.0]), np.array([0.5, 0.5 / rate, 0.5, 1.0]), np.ones(4)]
 
+    def _precompute(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return frequency_index(data)
+
     def _log_likelihood(self, params: np.ndarray, data: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
         r, alpha, a, b = params
         x, tx, T = data["frequency"], data["recency"], data["T"]
-        repeat = x > 0
+        ux, inv = per_frequency(data)  # terms in x alone: once per distinct frequency (base.frequency_index)
+        urep = ux > 0
+        um1 = np.maximum(ux, 1) - 1
+        repeat = urep[inv]
         log_at, log_atx = np.log(alpha + T), np.log(alpha + tx)
-        common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) - betaln(a, b)
-        term1 = betaln(a, b + x) - (r + x) * log_at
-        term2 = np.where(repeat, betaln(a + 1, b + np.maximum(x, 1) - 1) - (r + x) * log_atx, -np.inf)
+        rx = r + x
+        common = (gammaln(r + ux) - gammaln(r) - betaln(a, b))[inv] + r * np.log(alpha)
+        term1 = betaln(a, b + ux)[inv] - rx * log_at
+        term2 = np.where(repeat, betaln(a + 1, b + um1)[inv] - rx * log_atx, -np.inf)
         log_sum = np.logaddexp(term1, term2)
         w2 = np.exp(term2 - log_sum)
         w1 = 1.0 - w2
         d_ab = digamma(a + b)
-        d_abx = digamma(a + b + x)
-        grad_r = digamma(r + x) - digamma(r) + np.log(alpha) - w1 * log_at - w2 * np.where(repeat, log_atx, 0.0)
-        grad_alpha = r / alpha - (r + x) * (w1 / (alpha + T) + w2 / (alpha + tx))
-        grad_a = w1 * (d_ab - d_abx) + w2 * (digamma(a + 1) - digamma(a) + d_ab - d_abx)
+        d_abx = (d_ab - digamma(a + b + ux))[inv]
+        grad_r = (digamma(r + ux) - digamma(r))[inv] + np.log(alpha) - w1 * log_at - w2 * np.where(repeat, log_atx, 0.0)
+        grad_alpha = r / alpha - rx * (w1 / (alpha + T) + w2 / (alpha + tx))
+        grad_a = d_abx + w2 * (digamma(a + 1) - digamma(a))
         grad_b = (
-            -digamma(b) + d_ab - d_abx
-            + w1 * digamma(b + x)
-            + w2 * np.where(repeat, digamma(b + np.maximum(x, 1) - 1), 0.0)
+            -digamma(b) + d_abx
+            + w1 * digamma(b + ux)[inv]
+            + w2 * np.where(urep, digamma(b + um1), 0.0)[inv]
         )
         w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
         ll = float(np.sum(w * (common + log_sum)))

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import digamma, gammaln
 
-from cxlens.clv.base import CLVModel, validate_summary
+from cxlens.clv.base import CLVModel, frequency_index, per_frequency, validate_summary
 from cxlens.errors import ModelError
 
 Frequency = Literal["H", "D", "W", "M"]
@@ -46,17 +46,27 @@ class GammaGamma(CLVModel):
         mean = float(np.mean(data["monetary_value"]))
         return [np.array([1.0, 2.0, mean]), np.array([5.0, 3.0, 2.0 * mean / 5.0]), np.ones(3)]
 
+    def _precompute(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        data = frequency_index(data)
+        log_xm = np.log(data["frequency"] * data["monetary_value"])
+        return {**data, "_log_xm": log_xm, "_log_m": np.log(data["monetary_value"]), "_xm": data["frequency"] * data["monetary_value"]}
+
     def _log_likelihood(self, params: np.ndarray, data: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
         p, q, v = params
         x, m = data["frequency"], data["monetary_value"]
+        ux, inv = per_frequency(data)  # gammaln/digamma of p x (+ q): once per distinct frequency
+        xm = data["_xm"] if "_xm" in data else x * m
+        log_xm = data["_log_xm"] if "_log_xm" in data else np.log(xm)
+        log_m = data["_log_m"] if "_log_m" in data else np.log(m)
         px = p * x
-        log_xm = np.log(x * m)
-        log_total = np.log(x * m + v)
-        d_pxq = digamma(px + q)
-        ll = gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + px * log_xm - np.log(m) - (px + q) * log_total
-        grad_p = x * (d_pxq - digamma(px) + log_xm - log_total)
-        grad_q = d_pxq - digamma(q) + np.log(v) - log_total
-        grad_v = q / v - (px + q) / (x * m + v)
+        upx = p * ux
+        log_total = np.log(xm + v)
+        d_pxq = digamma(upx + q)
+        ll = ((gammaln(upx + q) - gammaln(upx))[inv] - gammaln(q) + q * np.log(v) + px * log_xm - log_m
+              - (px + q) * log_total)
+        grad_p = x * ((d_pxq - digamma(upx))[inv] + log_xm - log_total)
+        grad_q = d_pxq[inv] - digamma(q) + np.log(v) - log_total
+        grad_v = q / v - (px + q) / (xm + v)
         w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
         return float((w * ll).sum()), np.array([(w * grad_p).sum(), (w * grad_q).sum(), (w * grad_v).sum()])
 
