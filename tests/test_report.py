@@ -346,3 +346,24 @@ def test_experiments_section_shows_the_analysis_and_its_roi(demo: Path, default_
     roi = json.loads(run_cli("roi", "perso-2025", "--format", "json", workspace=demo / "cxlens.duckdb").stdout)
     [total] = roi["total"]
     assert "Return on personalization" in section and f"{total['incremental_orders']['value']:+,.0f}" in section
+
+
+def test_value_section_checks_the_clv_fit_on_a_holdout_pandas_counts(demo: Path, default_run: tuple[Any, str]) -> None:
+    """The holdout's actual repeat purchases and the predicted customers, counted by pandas."""
+    _, html = default_run
+    section = html[html.index('<section id="value">'):]
+    section = section[: section.index("</section>")]
+    o = _frame(demo / "cxlens.duckdb", "SELECT profile_id, ordered_at, status FROM orders")
+    o = o[(o.status.isna() | (o.status == "completed")) & o.profile_id.notna()]
+    o = o.assign(day=pd.to_datetime(o.ordered_at).dt.floor("D"))
+    first_day, last_day = o.day.min(), o.day.max()
+    end = last_day - pd.Timedelta(days=max(int((last_day - first_day).days * 0.25), 7))
+    firsts = o.groupby("profile_id").day.min()
+    calibrated = firsts[firsts < end].index
+    later = o[o.profile_id.isin(calibrated) & (o.day > end)]
+    actual = int(later.groupby("profile_id").day.nunique().sum())
+    assert f"Fitted on orders up to {end:%Y-%m-%d}" in section
+    assert f"there were {actual:,}" in section
+    predicted = int((firsts < last_day).sum())
+    assert f"{predicted:,} customers are expected" in section
+    assert 'id="clv-distribution"' in section and "Top customers by predicted CLV" in section

@@ -147,6 +147,18 @@ def engagement_histogram(counts: pd.DataFrame, period_label: str) -> go.Figure:
                    counts["customers"].tolist(), height=300)
 
 
+def clv_histogram(bands: pd.DataFrame, currency: str) -> go.Figure:
+    """Customers per predicted-CLV band (the last band holds the top 1%)."""
+    labels = [f"{format_value(lo, 'currency', currency)}–{format_value(hi, 'currency', currency)}"
+              for lo, hi in zip(bands["low"], bands["high"], strict=True)]
+    labels[-1] = f"{format_value(bands['low'].iloc[-1], 'currency', currency)}+"
+    fig = go.Figure(go.Bar(x=labels, y=bands["customers"].tolist(), marker_color=PALETTE[2],
+                           hovertemplate="CLV %{x}: %{y:,} customers<extra></extra>"))
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(tickangle=0, type="category")
+    return _layout(fig, "Predicted 52-week CLV per customer", "count", "", bands["customers"].tolist(), height=300)
+
+
 def to_html(fig: go.Figure, div_id: str) -> str:
     """The figure as a <div> plus the script that draws it, without Plotly's library."""
     return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time as clock
+from datetime import date, datetime
+from datetime import time as clock
 from typing import Any, Literal
 
 import pandas as pd
@@ -19,9 +20,15 @@ import pandas as pd
 from cxlens import __version__
 from cxlens.errors import CxlensError, UsageError
 from cxlens.report import periods
-from cxlens.report.experiments import ContentSummary, ExperimentSummary, summarize_content, summarize_experiments
+from cxlens.report.experiments import (
+    ContentSummary,
+    ExperimentSummary,
+    summarize_content,
+    summarize_experiments,
+)
 from cxlens.report.formatting import currency_prefix
 from cxlens.report.tiles import Comparison, Tile, tile_from_series
+from cxlens.report.value import ValueSummary, summarize_value
 from cxlens.semantic import Catalog, Measurer
 from cxlens.semantic.baseline import Period
 
@@ -99,6 +106,7 @@ class ReportData:
     """Why a section is empty, by section (`segment`, `engagement`)."""
     experiments: list[ExperimentSummary] = field(default_factory=list)
     content: ContentSummary | None = None
+    value: ValueSummary | None = None
     version: str = __version__
 
     @property
@@ -179,7 +187,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     metrics = list(catalog.metrics.values())
     breakdowns = [b for b in BREAKDOWNS if b.metric in catalog.metrics
                   and b.by in catalog.dimensions_for(catalog.metrics[b.metric])]
-    total = len(metrics) + len(breakdowns) + 2 + (len(metrics) if options.baseline else 0)
+    total = len(metrics) + len(breakdowns) + 3 + (len(metrics) if options.baseline else 0)
     done = 0
     series: dict[SeriesKey, pd.DataFrame] = {}
     errors: dict[SeriesKey, str] = {}
@@ -228,6 +236,9 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     experiments = summarize_experiments(ws, catalog)
     content = summarize_content(ws)
     done += 1
+    step("customer value", done, total)
+    value = summarize_value(ws, currency_prefix(currency_of(ws)))
+    done += 1
     step("done", total, total)
     notes = {"engagement": why_not} if why_not else {}
     if not catalog.segments:
@@ -237,7 +248,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
         workspace=str(getattr(ws, "path", "") or ws.backend.name), options=options, catalog=catalog, span=span,
         tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
         currency=currency_of(ws), generated_at=datetime.now().astimezone().replace(microsecond=0),
-        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes, experiments=experiments, content=content,
+        seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes, experiments=experiments, content=content, value=value,
     )
 
 

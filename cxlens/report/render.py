@@ -137,7 +137,8 @@ def _figures(data: ReportData) -> dict[str, Any]:
     window = (data.options.baseline.start, data.options.baseline.end) if data.options.baseline else None
     trends = [charts.to_html(charts.trend(t, data.currency_symbol, window), f"trend-{t.metric.id}")
               for t in data.headline() if len(t.points) >= 2]
-    sections: dict[str, list[str]] = {"channel": [], "traffic": [], "segment": [], "feedback": [], "engagement": []}
+    sections: dict[str, list[str]] = {"channel": [], "traffic": [], "segment": [], "feedback": [], "engagement": [],
+                                      "value": []}
     for b, frame in data.breakdowns:
         unit = data.catalog.metrics[b.metric].unit
         fig = charts.breakdown(frame, b.by, b.title, b.chart, unit, data.currency_symbol)
@@ -150,6 +151,8 @@ def _figures(data: ReportData) -> dict[str, Any]:
     if data.engagement is not None and data.engagement_period is not None:
         fig = charts.engagement_histogram(data.engagement, periods.label(data.engagement_period, data.options.grain))
         sections["engagement"].append(charts.to_html(fig, "engagement-distribution"))
+    if data.value is not None and data.value.histogram is not None:
+        sections["value"].append(charts.to_html(charts.clv_histogram(data.value.histogram, data.currency_symbol), "clv-distribution"))
     return {"trends": trends, **sections}
 
 
