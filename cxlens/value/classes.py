@@ -26,9 +26,10 @@ Rules (thresholds are ``ValueSettings`` fields):
   no earlier order), known for at least ``known_days`` before the recent window (a brand-new
   customer has no pattern to depart from), and the shift is visible: category breadth grew by at
   least ``breadth_gain`` categories (without category data: spend per 30 days at least doubled).
-- ``lapsing_hvc``: an HVC silent for more than ``k`` times their own usual gap between purchases
-  (and at least ``min_silent_days``), or whose P(alive) fell below ``p_alive_below``, and with no
-  activity of any kind (visit, contact, survey) for longer than one usual gap. Still an HVC.
+- ``lapsing_hvc``: an HVC silent for at least ``min_silent_days`` and either for more than ``k``
+  times their own usual gap between purchases (trusted from ``min_purchase_days`` purchase days)
+  or with P(alive) below ``p_alive_below``; and with no activity of any kind (visit, contact,
+  survey) for ``min_silent_days`` and longer than one usual gap. Still an HVC.
 - ``high_volume``: order count in the top ``volume_share`` of customers with an average order
   value below the median, and not an HVC of any kind.
 """
@@ -72,6 +73,8 @@ class ValueSettings:
     """Silence longer than k x the customer's usual gap between purchases marks a lapsing HVC."""
     min_silent_days: int = 30
     """Silence shorter than this is never lapsing, whatever the usual gap."""
+    min_purchase_days: int = 2
+    """Purchase days a usual gap needs (two give one gap; raise it to trust only longer histories)."""
     p_alive_below: float = 0.3
     """P(alive) below this (BG/NBD) also marks a silent HVC as lapsing."""
     volume_share: float = 0.2
@@ -86,7 +89,7 @@ class ValueSettings:
                 raise UsageError(f"{name} {value!r} is not a share; use a number from 0 to 1.")
         if self.k <= 0:
             raise UsageError(f"k {self.k!r} must be a positive number of usual purchase gaps, e.g. 3.")
-        for name in ("min_orders", "known_days", "breadth_gain", "min_silent_days"):
+        for name in ("min_orders", "known_days", "breadth_gain", "min_silent_days", "min_purchase_days"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} {getattr(self, name)!r} must not be negative.")
         if self.recent_days is not None and self.recent_days < 1:
@@ -145,9 +148,10 @@ def classify(t: ir.Table, win: Windows, s: ValueSettings, *, has_categories: boo
                 & (t.first_seen_day < win.recent_from - s.known_days) & shift)
     hvc = (t.hvc_score >= s.hvc_score).fill_null(False) & (t.orders >= s.min_orders) & ~emerging
     gap = t.usual_gap_days
-    silent = (t.days_silent >= s.min_silent_days) & (
-        (t.days_silent > s.k * gap).fill_null(False) | (t.p_alive < s.p_alive_below).fill_null(False))
-    lapsing = hvc & silent & (t.days_inactive > gap).fill_null(False)
+    overdue = (t.purchase_days >= s.min_purchase_days) & (t.days_silent > s.k * gap).fill_null(False)
+    silent = (t.days_silent >= s.min_silent_days) & (overdue | (t.p_alive < s.p_alive_below).fill_null(False))
+    quiet = (t.days_inactive >= s.min_silent_days) & (t.days_inactive > gap).fill_null(False)
+    lapsing = hvc & silent & quiet
     volume = ((t.orders_pct >= 1.0 - s.volume_share) & (t.aov_pct < 0.5)).fill_null(False) & ~hvc & ~emerging
     t = t.mutate(hvc=hvc, lapsing_hvc=lapsing, emerging_hvc=emerging, high_volume=volume)
     return t.mutate(value_class=ibis.cases((t.lapsing_hvc, "lapsing hvc"), (t.hvc, "hvc"), (t.emerging_hvc, "emerging hvc"),
@@ -159,7 +163,7 @@ COLUMNS: tuple[str, ...] = (
     "rfm_score", "rfm_segment", "value_class", "hvc", "lapsing_hvc", "emerging_hvc", "high_volume", "evidence",
     "value_basis", "hvc_score", "hvc_score_earlier", "hvc_score_recent", "value_pct", "predicted_clv", "clv_pct",
     "p_alive", "aov", "aov_pct", "orders_pct", "coupon_share", "full_price_share", "items_per_order", "categories",
-    "latest_nps", "usual_gap_days", "days_silent", "days_inactive", "orders_earlier", "orders_recent",
+    "latest_nps", "purchase_days", "usual_gap_days", "days_silent", "days_inactive", "orders_earlier", "orders_recent",
     "spend_rate_earlier", "spend_rate_recent", "categories_earlier", "categories_recent", "coupon_share_earlier",
     "coupon_share_recent", "full_price_share_earlier", "full_price_share_recent", "first_order", "last_order",
 )
