@@ -326,3 +326,34 @@ def test_clv_to_cac_by_channel_matches_pandas(tmp_path: Path) -> None:
     assert got.loc["email", "mean_clv"] == 30.0 and got.loc["email", "cac"] == 25.0 and "social" not in got.index
     assert got.loc["store", "cac"] == 12.0 and got.loc["store", "cac_basis"] == "crm"
     assert got.loc["(unknown)", "customers"] == 1 and np.isnan(got.loc["(unknown)", "cac"])
+
+
+@pytest.fixture(scope="module")
+def online_retail(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("or") / "or.duckdb"
+    res = run_cli("ingest", "order_lines", str(SHARED_DATA / "online_retail" / "online_retail.csv.gz"), "--mapping",
+                  str(Path(__file__).resolve().parents[1] / "examples" / "online_retail.yml"), workspace=path)
+    assert res.returncode == 0, res.stderr
+    return path
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "pareto-nbd"])
+def test_online_retail_default_fit_converges_and_its_holdout_counts_match_pandas(online_retail: Path, model: str) -> None:
+    """Nine months of calibration show no dropout: the fit is the NBD limit, said in a warning, not an error."""
+    out = json.loads(run_cli("clv", "fit", "--model", model, "--calibration-end", "2011-09-08", "--format", "json",
+                             workspace=online_retail).stdout)
+    assert np.isfinite(out["log_likelihood"]) and out["customers"] > 3000
+    assert np.isfinite(out["standard_errors"]["r"]) and np.isfinite(out["standard_errors"]["alpha"])
+    assert any("no dropout is detectable" in w for w in out["warnings"])
+    import duckdb
+
+    con = duckdb.connect(str(online_retail), read_only=True)
+    o = con.execute("SELECT profile_id, CAST(ordered_at AS DATE) AS day, status FROM orders WHERE profile_id IS NOT NULL").df()
+    con.close()
+    o = o[o.status.isna() | (o.status == "completed")]
+    end = pd.Timestamp("2011-09-08")
+    firsts = o.groupby("profile_id").day.min()
+    calibrated = firsts[pd.to_datetime(firsts) < end].index
+    later = o[o.profile_id.isin(calibrated) & (pd.to_datetime(o.day) > end)]
+    assert out["holdout"]["actual"] == later.groupby("profile_id").day.nunique().sum()
+    assert out["customers"] == len(calibrated)

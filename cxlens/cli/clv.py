@@ -60,7 +60,7 @@ MARGIN_OPTION = typer.Option("--use-margin", help="Value purchases by margin (re
 
 def _model_json(model: CLVModel) -> dict[str, Any]:
     return {"params": model.params_, "standard_errors": model.standard_errors_, "log_likelihood": model.log_likelihood_,
-            "customers": model.n_customers_}
+            "customers": model.n_customers_, "warnings": model.warnings_}
 
 
 @clv_app.command("fit")
@@ -105,6 +105,8 @@ def fit_command(
         print_rows([{"parameter": p, "estimate": float(r["coef"]), "std. error": float(r["se"]),
                      "95% interval": f"{r['lower 95%']:.4g} .. {r['upper 95%']:.4g}"} for p, r in frame.iterrows()],
                    title=f"{name}: {fitted.n_customers_:,} customers, log-likelihood {fitted.log_likelihood_:,.2f}")
+        for warning in fitted.warnings_:
+            console.print(f"[yellow]{warning}[/]")
     if holdout is not None:
         print_rows([{"calibration repeat purchases": r["frequency"], "customers": r["customers"],
                      "actual": r["actual"], "predicted": r["predicted"]} for r in holdout["by_frequency"]],

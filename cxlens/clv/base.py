@@ -135,6 +135,7 @@ class CLVModel:
     covariance_: np.ndarray
     log_likelihood_: float
     n_customers_: int
+    warnings_: list[str]
 
     def fit(self, summary: Summary) -> Self:
         """Maximum-likelihood parameters from a per-customer summary (DataFrame or dict of arrays)."""
@@ -168,16 +169,31 @@ class CLVModel:
                 f"The data cannot identify {type(self).__name__}: parameter {name} runs off to "
                 f"{'infinity' if best.x[at_bound][0] > 0 else 'zero'} (too few customers or too few repeat purchases)."
             )
-        cov_log = self._log_scale_covariance(objective, best.x, n)
+        cov_log, flat = self._log_scale_covariance(objective, best.x, n)
         params = np.exp(best.x)
         self.params_ = dict(zip(self.param_names, map(float, params)))
         self.covariance_ = cov_log * np.outer(params, params)
         self.standard_errors_ = dict(zip(self.param_names, map(float, np.sqrt(np.diag(self.covariance_)))))
+        self.warnings_ = []
+        if flat:
+            names = ", ".join(self.param_names[i] for i in flat)
+            self.warnings_.append(
+                f"The likelihood is flat in {names} at its maximum, so their standard errors are undefined: "
+                f"{self._flat_meaning(flat)}"
+            )
         self.log_likelihood_ = float(-best.fun * n)
         self.n_customers_ = int(n)
         return self
 
-    def _log_scale_covariance(self, objective: Any, log_params: np.ndarray, n: int) -> np.ndarray:
+    def _log_scale_covariance(self, objective: Any, log_params: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
+        """Covariance of the log parameters from the observed information, and the parameters on
+        flat directions (NaN variance) when the maximum is a ridge rather than a peak.
+
+        A ridge is a real answer, not a failure: on Online Retail's first nine months BG/NBD's
+        dropout parameters drift to a -> 0, b -> inf (nobody seems to leave yet) while r and alpha
+        are sharp, and predictions from that limit are sound. A saddle or a flat likelihood in
+        every direction still raises.
+        """
         k = log_params.size
         hessian = np.empty((k, k))
         step = 1e-5
@@ -186,13 +202,31 @@ class CLVModel:
             e[j] = step
             hessian[:, j] = (objective(log_params + e)[1] - objective(log_params - e)[1]) * n / (2 * step)
         hessian = (hessian + hessian.T) / 2
-        eigen = np.linalg.eigvalsh(hessian) if np.all(np.isfinite(hessian)) else np.array([0.0])
-        if eigen.min() <= 0 or eigen.max() / eigen.min() > _MAX_CONDITION:
-            raise ModelError(
-                f"The data cannot identify {type(self).__name__}: the likelihood is flat in some direction "
-                "at its maximum (too few customers or too little variation in their purchases)."
-            )
-        return np.linalg.inv(hessian)
+        unidentified = ModelError(
+            f"The data cannot identify {type(self).__name__}: the likelihood is flat in some direction "
+            "at its maximum (too few customers or too little variation in their purchases)."
+        )
+        if not np.all(np.isfinite(hessian)):
+            raise unidentified
+        eigen, vectors = np.linalg.eigh(hessian)
+        top = eigen.max()
+        if top <= 0 or eigen.min() < -1e-6 * top:
+            raise unidentified
+        sharp = eigen > top / _MAX_CONDITION
+        if sharp.all():
+            return np.linalg.inv(hessian), []
+        loads = np.abs(vectors[:, ~sharp]).max(axis=1) > 0.05
+        flat = [i for i in range(k) if loads[i]]
+        if len(flat) >= k - 1:
+            raise unidentified
+        cov = (vectors[:, sharp] / eigen[sharp]) @ vectors[:, sharp].T
+        cov[flat, :] = np.nan
+        cov[:, flat] = np.nan
+        return cov, flat
+
+    def _flat_meaning(self, flat: list[int]) -> str:
+        """What a ridge in these parameters means for this model (subclasses say more)."""
+        return "the data do not pin them down; predictions use the maximum found."
 
     def summary_frame(self) -> pd.DataFrame:
         """Fitted parameters with standard errors and 95% Wald intervals, one row per parameter."""

@@ -72,6 +72,13 @@ class BGNBD(CLVModel):
         ll = float(np.sum(w * (common + log_sum)))
         return ll, np.array([(w * grad_r).sum(), (w * grad_alpha).sum(), (w * grad_a).sum(), (w * grad_b).sum()])
 
+    def _flat_meaning(self, flat: list[int]) -> str:
+        if {self.param_names[i] for i in flat} <= {"a", "b"} and self.params_["a"] / (self.params_["a"] + self.params_["b"]) < 1e-3:
+            return ("no dropout is detectable (a/(a+b), the chance of leaving after a purchase, is "
+                    f"{self.params_['a'] / (self.params_['a'] + self.params_['b']):.1e}): BG/NBD behaves as the NBD "
+                    "model without dropout, so P(alive) is close to 1 for everyone. Refit on a longer history to see churn.")
+        return super()._flat_meaning(flat)
+
     def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(still active at T | x, t_x, T) (FHL 2005 eq. 11 / Hardie's note); 1 for x = 0."""
         r, alpha, a, b = self._param_array()

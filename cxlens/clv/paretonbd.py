@@ -99,6 +99,13 @@ class ParetoNBD(CLVModel):
         ll = float(np.sum(w * (common + log_sum)))
         return ll, np.array([(w * grad_r).sum(), (w * grad_alpha).sum(), (w * grad_s).sum(), (w * grad_beta).sum()])
 
+    def _flat_meaning(self, flat: list[int]) -> str:
+        if {self.param_names[i] for i in flat} <= {"s", "beta"} and self.params_["s"] / self.params_["beta"] < 1e-4:
+            return ("no dropout is detectable (s/beta, the mean dropout rate, is "
+                    f"{self.params_['s'] / self.params_['beta']:.1e} per time unit): Pareto/NBD behaves as the NBD "
+                    "model without dropout, so P(alive) is close to 1 for everyone. Refit on a longer history to see churn.")
+        return super()._flat_meaning(flat)
+
     def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """P(still active at T | x, t_x, T) (Fader & Hardie 2005 note, eq. 19)."""
         params = self._param_array()
