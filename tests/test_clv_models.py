@@ -263,3 +263,16 @@ def test_identical_customers_are_fitted_once_with_a_weight(summary: pd.DataFrame
         assert twice.standard_errors_[name] == pytest.approx(once.standard_errors_[name] / np.sqrt(2), rel=1e-3)
     assert twice.log_likelihood_ == pytest.approx(2 * once.log_likelihood_, rel=1e-9)
     assert twice.n_customers_ == 2 * once.n_customers_
+
+
+def test_the_snippet_in_docs_clv_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "clv.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = [line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")]
+    monkeypatch.chdir(root)
+    exec(compile(block, "docs/clv.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == expected
