@@ -170,6 +170,14 @@ def test_online_retail_rfm_matches_pandas(retail: Workspace) -> None:
     pd.testing.assert_frame_equal(got[list(want.columns)], want, check_dtype=False, rtol=1e-9)
 
 
+def test_online_retail_classes_skip_signals_the_data_lacks(retail: Workspace) -> None:
+    res = customer_value(retail, settings=ValueSettings(predict=False))
+    f = res.frame
+    assert res.value_basis == "revenue" and f.coupon_share.isna().all() and f.categories.isna().all()
+    assert 0.05 < f.hvc.mean() < 0.5 and f.hvc_score.between(0, 1).all()
+    assert not f.evidence[f.hvc].str.contains("coupon|categor").any()
+
+
 # --- the simulated company ----------------------------------------------------------------------------
 
 def truth_frame(data: Path, ws_path: Path) -> pd.DataFrame:

@@ -44,7 +44,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from cxlens.errors import UsageError
-from cxlens.value.evidence import Windows, evidence_table, percentile, windows
+from cxlens.value.evidence import Windows, available, evidence_table, percentile, windows
 from cxlens.value.predicted import predicted_value
 from cxlens.value.rfm import AsOf, profile_orders, resolve_as_of, rfm_table, uses_margin
 
@@ -180,15 +180,15 @@ def customer_value(ws: object, *, as_of: date | datetime | str | None = None,
     at: AsOf = resolve_as_of(orders, as_of)
     margin = uses_margin(orders)
     win = windows(orders.filter(orders.day <= at.day), at, s.recent_days)
-    ev = evidence_table(ws, orders, win, margin)
+    have = available(ws, orders)
+    ev = evidence_table(ws, orders, win, margin, have)
     predicted = predicted_value(ws, at.date.isoformat(), use_margin=margin) if s.predict else None
     if predicted is None:
         pred = ibis.memtable({"_pp": ["\x00"], "predicted_clv": [0.0], "p_alive": [0.0]}).filter(ibis.literal(False))
     else:
         pred = ibis.memtable(predicted.rename(columns={"profile_id": "_pp"}))
     ev = ev.left_join(pred, ev.profile_id == pred._pp).drop("_pp")
-    has_categories = bool(ev.categories.max().execute() or 0)
-    t = classify(ev, win, s, has_categories=has_categories)
+    t = classify(ev, win, s, has_categories=have.categories)
     rfm, _, _ = rfm_table(ws, as_of=at.date, use_margin=margin)
     rfm = rfm.rename(_rp="profile_id")
     t = t.join(rfm, t.profile_id == rfm._rp).drop("_rp")

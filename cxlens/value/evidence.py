@@ -76,10 +76,16 @@ def windows(orders: ir.Table, at: AsOf, recent_days: int | None) -> Windows:
 
 
 def percentile(value: ir.NumericColumn, where: ir.BooleanValue | None = None) -> ir.FloatingColumn:
-    """PERCENT_RANK of value among rows where it is known (and `where` holds); NULL elsewhere."""
+    """PERCENT_RANK of value among rows where it is known (and `where` holds); NULL elsewhere.
+
+    A signal that does not vary (no customer ever used a coupon) ranks nobody: it is NULL for all,
+    not 0, so scores that average percentiles skip it instead of being pulled down by it.
+    """
     where = value.notnull() if where is None else (where & value.notnull())
+    group = ibis.window(group_by=where)
+    varies = value.max().over(group) > value.min().over(group)
     grouped = ibis.percent_rank().over(ibis.window(group_by=where, order_by=value)).cast("float64")
-    return ibis.ifelse(where, grouped, ibis.null("float64"))
+    return ibis.ifelse(where & varies, grouped, ibis.null("float64"))
 
 
 def _share(flag: ir.BooleanValue, weight: ir.NumericValue, where: ir.BooleanValue | None = None) -> ir.FloatingScalar:
@@ -152,12 +158,34 @@ def activity_evidence(ws: object, win: Windows) -> ir.Table:
         first_seen_day=everything.day.min(), last_activity_day=ibis.ifelse(everything.active, everything.day, None).max())
 
 
-def evidence_table(ws: object, orders: ir.Table, win: Windows, use_margin: bool) -> ir.Table:
+@dataclass(frozen=True)
+class Available:
+    """Which optional signals the workspace's data carries at all."""
+
+    coupons: bool
+    """Some valid order has a coupon code; without any, coupon shares are unknown, not 0."""
+    categories: bool
+    """Some order line has a category; without any, category breadth is unknown, not 0."""
+
+
+def available(ws: object, orders: ir.Table) -> Available:
+    """Two small queries: whether coupon codes and product categories exist in the data."""
+    items = ws.table("order_items")  # type: ignore[attr-defined]
+    return Available(coupons=bool(orders.has_coupon.max().execute() or 0),
+                     categories=int(items.category.count().execute() or 0) > 0)
+
+
+def evidence_table(ws: object, orders: ir.Table, win: Windows, use_margin: bool, have: Available) -> ir.Table:
     """All evidence columns per profile with orders, percentiles and rates included (lazy)."""
     t = order_evidence(orders, win, use_margin)
     for n, part in enumerate((item_evidence(ws, orders, win), nps_evidence(ws, win), activity_evidence(ws, win))):
         part = part.rename(**{f"_p{n}": "profile_id"})
         t = t.left_join(part, t.profile_id == part[f"_p{n}"]).drop(f"_p{n}")
+    unknown = ibis.null("float64")
+    if not have.coupons:
+        t = t.mutate(coupon_share=unknown, coupon_share_earlier=unknown, coupon_share_recent=unknown)
+    if not have.categories:
+        t = t.mutate(categories=unknown, categories_earlier=unknown, categories_recent=unknown)
     ordered_earlier, ordered_recent = t.orders_earlier > 0, t.orders_recent > 0
     t = t.mutate(
         aov=t.value / t.orders.cast("float64"),

@@ -6,9 +6,11 @@ numbers per segment or class, aggregated in the engine from the written customer
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ibis
+import pandas as pd
 import ibis.expr.types as ir
 
 from cxlens.value.classes import CLASSES
@@ -51,9 +53,14 @@ TOP_COLUMNS: tuple[str, ...] = (
 """Columns listed for a class's top members."""
 
 
+def _plain(v: Any) -> Any:
+    """A numpy scalar as a Python value; NaN and NA (the median of no rows) as None."""
+    v = v.item() if hasattr(v, "item") else v
+    return None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
+
+
 def _records(t: ir.Table) -> list[dict[str, Any]]:
-    frame = t.execute()
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    return [{k: _plain(v) for k, v in r.items()} for r in t.execute().to_dict("records")]
 
 
 def rfm_segment_summary(cv: ir.Table) -> list[dict[str, Any]]:
