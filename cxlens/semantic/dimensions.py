@@ -55,6 +55,8 @@ BUILT_IN_DIMENSIONS: tuple[Dimension, ...] = (
     _profile("loyalty_tier", "Loyalty tier", "Loyalty tier (CRM)."),
     _profile("acquisition_channel", "Acquisition channel", "Channel the customer was acquired through (CRM)."),
     _profile("cohort", "Cohort", "Month of the customer's first valid order, YYYY-MM."),
+    _profile("value_class", "Value class", "hvc, lapsing_hvc, emerging_hvc, high_volume or other (`cxlens hvc`; empty before)."),
+    _profile("rfm_segment", "RFM segment", "Champions, loyal, at risk, hibernating, ... (`cxlens rfm`; empty before)."),
     Dimension(id="segment", label="Segment", description="Named segments from the definitions file; a profile can be in several."),
 )
 
@@ -69,5 +71,23 @@ def profile_attributes(ctx: Context) -> ir.Table:
     firsts = o.group_by(o.profile_id).aggregate(first_order=o.ordered_at.min())
     firsts = firsts.select(cohort_profile=firsts.profile_id, cohort=firsts.first_order.strftime("%Y-%m"))
     j = attrs.outer_join(firsts, attrs.profile_id == firsts.cohort_profile)
-    return j.select(profile_id=ibis.coalesce(j.profile_id, j.cohort_profile), **{a: j[a] for a in PROFILE_ATTRIBUTES},
-                    cohort=j.cohort)
+    j = j.select(profile_id=ibis.coalesce(j.profile_id, j.cohort_profile), **{a: j[a] for a in PROFILE_ATTRIBUTES},
+                 cohort=j.cohort)
+    return with_customer_value(ctx, j, VALUE_DIMENSIONS)
+
+
+VALUE_DIMENSIONS: dict[str, str] = {"value_class": "string", "rfm_segment": "string"}
+"""Profile dimensions read from `customer_value` (written by `cxlens hvc` / `cxlens rfm`)."""
+
+
+def with_customer_value(ctx: Context, t: ir.Table, columns: dict[str, str]) -> ir.Table:
+    """`t` (one row per profile_id) plus `columns` of `customer_value`; NULL columns of the given
+    types while that table does not exist, so definitions using them stay valid before."""
+    try:
+        value = ctx.table("customer_value")
+    except Exception:  # noqa: BLE001 - the table does not exist (yet) on this engine
+        value = None
+    if value is None or not set(columns) <= set(value.columns):
+        return t.mutate(**{k: ibis.null(kind) for k, kind in columns.items()})
+    value = value.select(_vp=value.profile_id, **{k: value[k] for k in columns}).view()
+    return t.left_join(value, t.profile_id == value._vp).drop("_vp")

@@ -29,6 +29,20 @@ FEATURES: dict[str, str] = {
 }
 """Columns a segment condition can use, with what they mean (shown by `cxlens metrics segments`)."""
 
+VALUE_FEATURES: dict[str, tuple[str, str]] = {
+    "rfm_segment": ("string", "RFM segment (champions, loyal, at risk, hibernating, ...), from `cxlens rfm`/`cxlens hvc`."),
+    "value_class": ("string", "Value class: hvc, lapsing_hvc, emerging_hvc, high_volume or other, from `cxlens hvc`."),
+    "hvc": ("boolean", "High-value customer (`cxlens hvc`)."),
+    "lapsing_hvc": ("boolean", "High-value customer gone silent for longer than their usual gap x k (`cxlens hvc`)."),
+    "emerging_hvc": ("boolean", "Customer becoming a high-value customer (`cxlens hvc`)."),
+    "high_volume": ("boolean", "Buys often, low value per order (`cxlens hvc`)."),
+    "predicted_clv": ("float64", "Predicted 52-week CLV (`cxlens hvc`)."),
+    "p_alive": ("float64", "Probability the customer is still active (`cxlens hvc`)."),
+}
+"""Features from the `customer_value` table; NULL for everyone until `cxlens hvc` (or `cxlens rfm`)
+has written it, so a segment such as "lapsing_hvc" is valid before and selects no one."""
+FEATURES.update({k: meaning for k, (_, meaning) in VALUE_FEATURES.items()})
+
 WINDOW_DAYS = 90
 
 
@@ -41,7 +55,7 @@ def _latest(*columns: ir.TimestampColumn) -> object:
 
 def profile_features(ctx: Context, catalog: object) -> ir.Table:
     """profile_id plus FEATURES, computed in the engine."""
-    from cxlens.semantic.dimensions import profile_attributes
+    from cxlens.semantic.dimensions import profile_attributes, with_customer_value
     from cxlens.semantic.sources import Request
 
     attrs = profile_attributes(ctx).view()
@@ -72,6 +86,7 @@ def profile_features(ctx: Context, catalog: object) -> ir.Table:
         part = part.view()
         t = t.left_join(part, attrs.profile_id == part[f"_pid{n}"])
     t = t.drop(*[c for c in t.columns if c.startswith("_pid")])
+    t = with_customer_value(ctx, t, {k: kind for k, (kind, _) in VALUE_FEATURES.items() if k not in t.columns})
     days = (ibis.literal(as_of).epoch_seconds() - t.last_order.epoch_seconds()) / 86_400.0
     return t.mutate(
         orders=t.orders.fill_null(0), revenue=t.revenue.fill_null(0.0), orders_90d=t.orders_90d.fill_null(0),
