@@ -4,7 +4,15 @@ The per-customer result is the workspace table ``customer_value`` (one row per p
 orders), usable as segments by metrics, experiments and triggers.
 """
 
-from cxlens.value.classes import CLASSES, COLUMNS, TABLE, ValueResult, ValueSettings, customer_value, write_customer_value
+from cxlens.value.classes import (
+    CLASSES,
+    COLUMNS,
+    TABLE,
+    ValueResult,
+    ValueSettings,
+    customer_value,
+    write_customer_value,
+)
 from cxlens.value.rfm import GRID, SEGMENTS, rfm_scores, rfm_table
 
 __all__ = [

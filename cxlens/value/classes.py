@@ -36,7 +36,7 @@ Rules (thresholds are ``ValueSettings`` fields):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
 import ibis
@@ -44,7 +44,13 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from cxlens.errors import UsageError
-from cxlens.value.evidence import Windows, available, evidence_table, percentile, windows
+from cxlens.value.evidence import (
+    Windows,
+    available,
+    evidence_table,
+    percentile,
+    windows,
+)
 from cxlens.value.predicted import predicted_value
 from cxlens.value.rfm import AsOf, profile_orders, resolve_as_of, rfm_table, uses_margin
 
@@ -97,9 +103,6 @@ class ValueSettings:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ValueSettings))
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,8 @@ def customer_value(ws: object, *, as_of: date | datetime | str | None = None,
     ev = evidence_table(ws, orders, win, margin, have)
     predicted = predicted_value(ws, at.date.isoformat(), use_margin=margin) if s.predict else None
     if predicted is None:
-        pred = ibis.memtable({"_pp": ["\x00"], "predicted_clv": [0.0], "p_alive": [0.0]}).filter(ibis.literal(False))
+        pred = ibis.memtable({"_pp": [], "predicted_clv": [], "p_alive": []},
+                             schema={"_pp": "string", "predicted_clv": "float64", "p_alive": "float64"})
     else:
         pred = ibis.memtable(predicted.rename(columns={"profile_id": "_pp"}))
     ev = ev.left_join(pred, ev.profile_id == pred._pp).drop("_pp")

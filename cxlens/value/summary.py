@@ -10,8 +10,8 @@ import math
 from typing import Any
 
 import ibis
-import pandas as pd
 import ibis.expr.types as ir
+import pandas as pd
 
 from cxlens.value.classes import CLASSES
 from cxlens.value.rfm import GRID, SEGMENT_HELP, SEGMENTS
