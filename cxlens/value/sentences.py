@@ -1,8 +1,8 @@
 """One short sentence per customer saying why they carry their value label.
 
 A list of "lapsing HVCs" is only acted on when a marketer can see, per customer, what the label
-rests on ("top 4% value, 0% of orders with a coupon, NPS 10; silent 156 days, 5.5x their usual
-28-day gap"). The numbers come from the customer_value evidence columns; the wording is fixed so
+rests on ("silent 156 days, 5.5x their usual 28-day gap; was HVC score 0.78: top 4% historical
+margin, 0% of orders with a coupon, NPS 10"). The numbers come from the customer_value evidence columns; the wording is fixed so
 scripts can show it as is.
 """
 
@@ -54,7 +54,8 @@ def _price_part(r: Mapping[str, Any]) -> list[str]:
 
 
 def hvc_sentence(r: Mapping[str, Any]) -> str:
-    return ", ".join([*_value_part(r), f"{int(r['frequency'])} orders", *_price_part(r)])
+    score = f"HVC score {r['hvc_score']:.2f}: " if _known(r.get("hvc_score")) else ""
+    return score + ", ".join([*_value_part(r), f"{int(r['frequency'])} orders", *_price_part(r)])
 
 
 def lapsing_sentence(r: Mapping[str, Any]) -> str:
