@@ -276,3 +276,19 @@ def test_the_snippet_in_docs_clv_runs_and_prints_what_it_says(capsys: pytest.Cap
     monkeypatch.chdir(root)
     exec(compile(block, "docs/clv.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_bgnbd_predictions_stay_finite_when_dropout_has_no_spread() -> None:
+    """a and b in the millions (seen on a simulated company): scipy's 2F1 overflows; the result
+    must equal the fixed-dropout limit (a+b-1)/(a-1) [1 - (alpha / (alpha + (a-1)/(a+b-1) t))^r]."""
+    model = BGNBD()
+    model.params_ = {"r": 1.94, "alpha": 13.56, "a": 31294.0, "b": 2219707.0}
+    r, alpha, a, b = 1.94, 13.56, 31294.0, 2219707.0
+    t = np.array([1.0, 10.0, 52.0, 200.0])
+    limit = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + (a - 1) / (a + b - 1) * t)) ** r)
+    np.testing.assert_allclose(model.expected_purchases_new(t), limit, rtol=1e-4)
+    x, tx, T = np.array([0, 1, 5, 40]), np.array([0.0, 2.0, 21.1, 30.0]), np.array([29.0, 29.0, 32.9, 31.0])
+    got = model.expected_purchases(52.0, x, tx, T)
+    bx = b + x
+    cond = (a + bx - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + (a - 1) / (a + bx - 1) * 52.0)) ** (r + x))
+    np.testing.assert_allclose(got, cond * model.probability_alive(x, tx, T), rtol=1e-4)

@@ -109,5 +109,32 @@ def _alive_purchases(t: np.ndarray, r: ArrayLike, alpha: ArrayLike, a: float, b:
     t, r, alpha, b = np.broadcast_arrays(np.asarray(t, float), np.asarray(r, float), np.asarray(alpha, float), np.asarray(b, float))
     z = t / (alpha + t)
     log_one_minus_z = np.log(alpha) - np.log(alpha + t)
-    f = hyp2f1(a + b - 1 - r, a - 1, a + b - 1, z)
-    return (a + b - 1) / (a - 1) * -np.expm1((a - 1) * log_one_minus_z + np.log(f))
+    with np.errstate(all="ignore"):
+        f = hyp2f1(a + b - 1 - r, a - 1, a + b - 1, z)
+        out = (a + b - 1) / (a - 1) * -np.expm1((a - 1) * log_one_minus_z + np.log(f))
+    bad = ~np.isfinite(out)
+    if bad.any():
+        # Very large a and b (a dropout probability with almost no spread across customers) put
+        # scipy's 2F1 out of range; sum the original series in log space instead.
+        log_f = _log_hyp2f1_series(r[bad], b[bad], a + b[bad] - 1, z[bad])
+        out = out.copy()
+        out[bad] = (a + b[bad] - 1) / (a - 1) * -np.expm1(r[bad] * log_one_minus_z[bad] + log_f)
+    return out
+
+
+def _log_hyp2f1_series(A: np.ndarray, B: np.ndarray, C: np.ndarray, z: np.ndarray, *, max_terms: int = 100_000) -> np.ndarray:
+    """log 2F1(A, B; C; z) for A, B, C > 0 and 0 <= z < 1 by its power series, every term positive,
+    accumulated in log space (no overflow for large A, B, C); stops at 1e-17 relative."""
+    log_sum = np.zeros_like(z)
+    log_term = np.zeros_like(z)
+    log_z = np.log(np.where(z > 0, z, 1.0))
+    active = z > 0
+    for k in range(1, max_terms + 1):
+        if not active.any():
+            break
+        idx = np.flatnonzero(active)
+        log_term[idx] += (np.log(A[idx] + k - 1) + np.log(B[idx] + k - 1) - np.log(C[idx] + k - 1) - np.log(k) + log_z[idx])
+        log_sum[idx] = np.logaddexp(log_sum[idx], log_term[idx])
+        ratio = (A[idx] + k) * (B[idx] + k) / ((C[idx] + k) * (k + 1)) * z[idx]
+        active[idx] = ~((log_term[idx] - log_sum[idx] < -40) & (ratio < 1))
+    return log_sum

@@ -118,6 +118,7 @@ def _holdout(ws: Any, fit_workspace: Any, margin: bool) -> tuple[list[dict[str, 
 
 def _bands(clv: pd.Series) -> pd.DataFrame:
     """Customers per CLV band: ten equal bands up to the 99th percentile, the rest in the last."""
+    clv = clv[clv.notna() & (clv.abs() != float("inf"))]
     top = float(clv.quantile(0.99)) if len(clv) else 0.0
     if not math.isfinite(top) or top <= 0:
         top = float(clv.max()) if len(clv) and clv.max() > 0 else 1.0

@@ -90,4 +90,5 @@ def with_customer_value(ctx: Context, t: ir.Table, columns: dict[str, str]) -> i
     if value is None or not set(columns) <= set(value.columns):
         return t.mutate(**{k: ibis.null(kind) for k, kind in columns.items()})
     value = value.select(_vp=value.profile_id, **{k: value[k] for k in columns}).view()
+    t = t.view()
     return t.left_join(value, t.profile_id == value._vp).drop("_vp")
