@@ -57,6 +57,8 @@ class DemoSummary:
     headline: list[dict[str, Any]] = field(default_factory=list)
     experiment: dict[str, Any] = field(default_factory=dict)
     """The personalization experiment's web-shop orders per unit against the planted effect."""
+    value: dict[str, Any] = field(default_factory=dict)
+    """Customers per value class, predicted CLV, and the HVC label against the simulated truth."""
     report_result: ReportResult | None = field(default=None, repr=False, compare=False)
     """The written report with its numbers (not part of the JSON summary)."""
 
@@ -111,6 +113,10 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
         summary.dirty_check = _check_dirty(ws, truth)
         step("analyzing the personalization experiment", len(files), len(files))
         summary.experiment = _experiment(ws, truth["effects"]["personalization"])
+        step("valuing customers (CLV, RFM, high-value classes)", len(files), len(files))
+        t = time.perf_counter()
+        summary.value = _value(ws, truth)
+        summary.seconds["value"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
         result = build_report(ws, out / "report.html", on_step=lambda label, done, total: step(f"report: {label}", done, total))
         summary.seconds["report"] = round(time.perf_counter() - t, 2)
@@ -129,6 +135,40 @@ def _experiment(ws: Workspace, planted: dict[str, Any]) -> dict[str, Any]:
     return {"experiment_id": planted["experiment_id"], "planted_lift": planted["conversion_lift"],
             "planted_for": planted["segment_definition"], "srm_p_value": analysis.srm.p_value,
             "online_orders_per_unit": {k: online[k] for k in keys} if online else None}
+
+
+def _value(ws: Workspace, truth: dict[str, Any]) -> dict[str, Any]:
+    """Write clv_predictions and customer_value, and score the HVC label against the truth: each
+    simulated customer is the profile holding most of their identity keys."""
+    from cxlens.clv.workspace import predict_workspace, save_predictions
+    from cxlens.errors import CxlensError
+    from cxlens.value import CLASSES, customer_value, write_customer_value
+
+    out: dict[str, Any] = {}
+    try:
+        prediction = predict_workspace(ws)
+        save_predictions(ws, prediction)
+        out["clv_52w"] = round(prediction.totals["clv"], 2)
+    except CxlensError as exc:
+        out["clv_note"] = str(exc)
+    result = customer_value(ws)
+    write_customer_value(ws, result)
+    frame = result.frame
+    out["classes"] = {c: int(frame[c].sum()) for c in CLASSES}
+    keys = truth["identity"]["keys"]
+    links = ws.sql("SELECT key, profile_id FROM identity_keys WHERE profile_id IS NOT NULL").fetchall()
+    votes: dict[int, dict[str, int]] = {}
+    for key, pid in links:
+        if key in keys:
+            votes.setdefault(int(keys[key]), {}).setdefault(pid, 0)
+            votes[int(keys[key])][pid] += 1
+    profile_of = {person: min(v, key=lambda p: (-v[p], p)) for person, v in votes.items()}
+    hvc_truth = {profile_of[p] for p in truth["effects"]["hvc"]["persons"] if p in profile_of}
+    labelled = set(frame.loc[frame["hvc"].astype(bool), "profile_id"])
+    hit = len(labelled & hvc_truth)
+    out["hvc_precision"] = round(hit / max(len(labelled), 1), 3)
+    out["hvc_recall"] = round(hit / max(len(hvc_truth & set(frame["profile_id"])), 1), 3)
+    return out
 
 
 def _check_dirty(ws: Workspace, truth: dict[str, Any]) -> dict[str, int]:

@@ -292,3 +292,25 @@ def test_bgnbd_predictions_stay_finite_when_dropout_has_no_spread() -> None:
     bx = b + x
     cond = (a + bx - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + (a - 1) / (a + bx - 1) * 52.0)) ** (r + x))
     np.testing.assert_allclose(got, cond * model.probability_alive(x, tx, T), rtol=1e-4)
+
+
+def test_bgnbd_predictions_when_a_plus_b_is_below_one() -> None:
+    """a 0.005, b 0.256 (a small simulated company): the transformed 2F1 turns negative for some
+    customers; predictions equal FHL eq. 10 evaluated directly with scipy's 2F1, and are finite."""
+    from scipy.special import hyp2f1
+
+    r, alpha, a, b = 2.113, 13.06, 0.005, 0.256
+    model = BGNBD()
+    model.params_ = {"r": r, "alpha": alpha, "a": a, "b": b}
+    x = np.repeat(np.arange(0, 8), 6).astype(float)
+    T = np.tile([2.0, 5.0, 8.0, 12.0, 15.0, 17.0], 8)
+    tx = np.where(x > 0, T * 0.6, 0.0)
+    got = model.expected_purchases(52.0, x, tx, T)
+    z = 52.0 / (alpha + T + 52.0)
+    direct = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + 52.0)) ** (r + x)
+                                          * hyp2f1(r + x, b + x, a + b + x - 1, z))
+    direct = direct * model.probability_alive(x, tx, T)
+    assert np.isfinite(got).all()
+    ok = np.isfinite(direct)
+    assert ok.sum() >= 40
+    np.testing.assert_allclose(got[ok], direct[ok], rtol=1e-8)

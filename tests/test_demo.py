@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from cxlens.demo import run_demo
@@ -80,3 +81,17 @@ def test_demo_analyzes_the_personalization_experiment(demo) -> None:
     assert r["variant"] == "personalized" and r["n"] > 0 and r["control_n"] > 0
     assert r["rel_ci_low"] < r["rel_effect"] < r["rel_ci_high"]
     assert e["srm_p_value"] > 0.001  # the simulator assigns at random
+
+
+def test_demo_values_customers_and_writes_the_tables(demo) -> None:
+    s, out = demo
+    con = duckdb.connect(str(out / "cxlens.duckdb"), read_only=True)
+    try:
+        classes = con.execute("SELECT sum(hvc::INT), sum(lapsing_hvc::INT), sum(emerging_hvc::INT), sum(high_volume::INT) "
+                              "FROM customer_value").fetchone()
+        clv = con.execute("SELECT sum(clv), count(*) FROM clv_predictions").fetchone()
+    finally:
+        con.close()
+    assert tuple(s.value["classes"].values()) == classes
+    assert s.value["clv_52w"] == pytest.approx(clv[0], abs=0.01) and clv[1] > 100
+    assert 0 <= s.value["hvc_precision"] <= 1 and 0 <= s.value["hvc_recall"] <= 1

@@ -56,7 +56,7 @@ def demo_command(
         f"wrong reason: {d['wrong_reason']}; missed: {d['missed']}; clean rows quarantined: {d['clean_rows_quarantined']}.\n"
         f"Exact duplicates skipped: {s.duplicates:,}.\n"
         f"Time: simulate {s.seconds['simulate']} s, ingest {s.seconds['ingest']} s, "
-        f"identities + profiles {s.seconds['identity']} s, report {s.seconds['report']} s, total {s.seconds['total']} s.",
+        f"identities + profiles {s.seconds['identity']} s, value {s.seconds.get('value', 0)} s, report {s.seconds['report']} s, total {s.seconds['total']} s.",
         title="cxlens demo", border_style="green"))
     if s.report_result is not None:
         console.print(headline_table(s.report_result.data, title="Headline KPIs (latest period)"))
@@ -67,6 +67,15 @@ def demo_command(
             f"{e['planted_for']}): web-shop orders per unit {r['rel_effect']:+.1%} "
             f"(95% interval {r['rel_ci_low']:+.1%} to {r['rel_ci_high']:+.1%}, {r['n']:,} vs {r['control_n']:,} units), "
             f"verdict {r['verdict']}; lifts, ROI and content in the report."
+        )
+    v = s.value
+    if v.get("classes"):
+        c = v["classes"]
+        clv = f"predicted 52-week CLV {v['clv_52w']:,.0f}; " if "clv_52w" in v else ""
+        console.print(
+            f"Customer value: {clv}{c['hvc']:,} high-value customers (precision {v['hvc_precision']:.0%}, recall "
+            f"{v['hvc_recall']:.0%} against the simulated truth), {c['lapsing_hvc']:,} of them lapsing, "
+            f"{c['emerging_hvc']:,} emerging, {c['high_volume']:,} high-volume; evidence per customer: cxlens hvc."
         )
     console.print(f"Report: [bold]{s.report}[/]  (open it in a browser; it works offline)")
     ws = s.workspace
@@ -79,6 +88,8 @@ def demo_command(
         f"  cxlens -w {ws} profile <email or customer id>\n"
         f"  cxlens -w {ws} experiment analyze {e.get('experiment_id', 'perso-2025')} --by channel\n"
         f"  cxlens -w {ws} roi {e.get('experiment_id', 'perso-2025')}\n"
+        f"  cxlens -w {ws} hvc --limit 5\n"
+        f"  cxlens -w {ws} clv fit --calibration-end <a date 3 months before the last order>\n"
         f"  cxlens -w {ws} report --grain quarter --out {Path(s.out_dir) / 'report-quarterly.html'}\n"
         f"  duckdb {ws}   (with the DuckDB CLI: every table is plain SQL)"
     )

@@ -111,8 +111,10 @@ def _alive_purchases(t: np.ndarray, r: ArrayLike, alpha: ArrayLike, a: float, b:
     log_one_minus_z = np.log(alpha) - np.log(alpha + t)
     with np.errstate(all="ignore"):
         f = hyp2f1(a + b - 1 - r, a - 1, a + b - 1, z)
-        out = (a + b - 1) / (a - 1) * -np.expm1((a - 1) * log_one_minus_z + np.log(f))
-    bad = ~np.isfinite(out)
+        # in log space for accuracy near zero; a + b < 1 can make the (transformed) 2F1 negative
+        out = (a + b - 1) / (a - 1) * np.where(f > 0, -np.expm1((a - 1) * log_one_minus_z + np.log(np.where(f > 0, f, 1.0))),
+                                               1 - np.exp((a - 1) * log_one_minus_z) * f)
+    bad = ~np.isfinite(out) & (r > 0) & (b > 0) & (a + b - 1 > 0)
     if bad.any():
         # Very large a and b (a dropout probability with almost no spread across customers) put
         # scipy's 2F1 out of range; sum the original series in log space instead.
@@ -122,7 +124,7 @@ def _alive_purchases(t: np.ndarray, r: ArrayLike, alpha: ArrayLike, a: float, b:
     return out
 
 
-def _log_hyp2f1_series(A: np.ndarray, B: np.ndarray, C: np.ndarray, z: np.ndarray, *, max_terms: int = 100_000) -> np.ndarray:
+def _log_hyp2f1_series(A: np.ndarray, B: np.ndarray, C: np.ndarray, z: np.ndarray, *, max_terms: int = 20_000) -> np.ndarray:
     """log 2F1(A, B; C; z) for A, B, C > 0 and 0 <= z < 1 by its power series, every term positive,
     accumulated in log space (no overflow for large A, B, C); stops at 1e-17 relative."""
     log_sum = np.zeros_like(z)
