@@ -359,3 +359,16 @@ def test_bad_support_shows_in_csat_and_churn(company: tuple[Workspace, dict]) ->
         assert by_seg["segment"] == "unresolved" and by_seg["value"] < overall["value"] - 0.3
     finally:
         (folder / "cxlens.metrics.yml").unlink()
+
+
+def test_micro_segments_need_a_declared_parent_without_loops(tmp_path: Path) -> None:
+    f = tmp_path / "nest.metrics.yml"
+    f.write_text("segments:\n  - id: a\n    where: \"orders > 0\"\n    within: nowhere\n")
+    with pytest.raises(DefinitionError, match=r"nest.metrics.yml:2: .*`within` 'nowhere', which is not a declared segment"):
+        Catalog.load(f)
+    f.write_text("segments:\n  - id: a\n    where: \"orders > 0\"\n    within: b\n  - id: b\n    where: \"orders > 1\"\n    within: a\n")
+    with pytest.raises(DefinitionError, match=r"loop of segments: a -> b -> a"):
+        Catalog.load(f)
+    f.write_text("segments:\n  - id: a\n    where: \"orders > 0\"\n  - id: b\n    where: \"orders > 1\"\n    within: a\n"
+                 "  - id: c\n    where: \"revenue > 10\"\n    within: b\n")
+    assert Catalog.load(f).segment_condition("c") == "(orders > 0) and (orders > 1) and (revenue > 10)"

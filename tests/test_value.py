@@ -353,3 +353,39 @@ def test_value_classes_are_segments_and_dimensions_for_metrics(company: tuple[pd
         per_class[str(r["value_class"])] = per_class.get(str(r["value_class"]), 0) + r["value"]
     want = valid.assign(value_class=valid.value_class.fillna("None")).groupby("value_class").size()
     assert {k: v for k, v in per_class.items() if k != "None"} == {k: v for k, v in want.items() if k != "None"}
+
+
+def test_micro_segment_value_matches_pandas(company: tuple[pd.DataFrame, Path]) -> None:
+    """A macro segment (HVCs) and a micro one within it (no order for 60 days): members, revenue
+    and predicted value per segment recomputed with pandas from the tables."""
+    _, ws_path = company
+    definitions = ws_path.with_name(ws_path.stem + ".metrics.yml")
+    saved = definitions.read_text() if definitions.exists() else None
+    definitions.write_text("segments:\n  - id: best\n    where: \"hvc\"\n"
+                           "  - id: best_gone_quiet\n    within: best\n    where: \"days_since_last_order > 60\"\n")
+    try:
+        out = json.loads(run_cli("metrics", "segments", "--value", "--format", "json", workspace=ws_path).stdout)
+    finally:
+        if saved is None:
+            definitions.unlink()
+        else:
+            definitions.write_text(saved)
+    con = duckdb.connect(str(ws_path), read_only=True)
+    try:
+        value = con.execute("SELECT profile_id, hvc, predicted_clv FROM customer_value").df()
+        orders = con.execute("SELECT profile_id, ordered_at, revenue, status FROM orders WHERE profile_id IS NOT NULL").df()
+        latest = max(pd.Timestamp(con.execute(f"SELECT max({c}) FROM {t}").fetchone()[0]) for t, c in (
+            ("orders", "ordered_at"), ("interactions", "started_at"), ("survey_responses", "responded_at"),
+            ("events", "occurred_at")))
+    finally:
+        con.close()
+    valid = orders[orders.status.isna() | (orders.status == "completed")]
+    per = valid.groupby("profile_id").agg(revenue=("revenue", "sum"), last=("ordered_at", "max"))
+    best = value[value.hvc.astype(bool)].merge(per, left_on="profile_id", right_index=True, how="left")
+    quiet = best[(latest - best["last"]).dt.total_seconds() / 86_400 > 60]
+    rows = {r["segment"]: r for r in out["value"]}
+    assert rows["best_gone_quiet"]["within"] == "best" and rows["best"]["within"] is None
+    for sid, want in (("best", best), ("best_gone_quiet", quiet)):
+        assert rows[sid]["customers"] == len(want) > 0
+        assert rows[sid]["revenue"] == pytest.approx(want.revenue.sum(), rel=1e-9)
+        assert rows[sid]["predicted_clv"] == pytest.approx(want.predicted_clv.sum(), rel=1e-9)

@@ -214,23 +214,42 @@ def dimensions_command(
 
 
 @metrics_app.command("segments")
-def segments_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION] = Format.table) -> None:
-    """List the declared segments and the profile features a segment condition can use.
+def segments_command(
+    ctx: typer.Context,
+    value: Annotated[bool, typer.Option("--value", help="Also measure each segment: members, revenue, predicted value and growth potential.")] = False,
+    format: Annotated[Format, FORMAT_OPTION] = Format.table,
+) -> None:
+    """List the declared segments (macro, and micro ones `within` another) and the profile features a condition can use.
+
+    With --value, each segment is measured in the engine: customers, revenue (all time and last 90
+    days), unresolved cases, predicted 52-week value and growth potential (predicted value minus
+    the last 90 days' revenue at a yearly rate; needs `cxlens hvc` to have written customer_value).
 
     Examples:
 
       cxlens metrics segments
 
-      cxlens metrics segments --format json
+      cxlens metrics segments --value --format json
     """
     from cxlens.semantic.segments import FEATURES
 
     catalog = load_catalog(ctx)
-    segs = [{"id": s.id, "label": s.label, "where": s.where, "origin": s.origin} for s in catalog.segments.values()]
+    segs = [{"id": s.id, "label": s.label, "where": s.where, "within": s.within, "origin": s.origin}
+            for s in catalog.segments.values()]
     feats = [{"feature": k, "meaning": v} for k, v in FEATURES.items()]
+    measured = None
+    if value and catalog.segments:
+        with open_workspace(ctx) as ws:
+            frame = catalog.segment_value(catalog.context(ws.table, materialize=False))
+        measured = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in frame.to_dict("records")]
     if format is Format.json:
-        print_json({"segments": segs, "features": feats, "definitions": str(catalog.path) if catalog.path else None})
+        out: dict[str, Any] = {"segments": segs, "features": feats, "definitions": str(catalog.path) if catalog.path else None}
+        if value:
+            out["value"] = measured or []
+        print_json(out)
         return
+    if measured:
+        print_rows(measured, title="Segments measured")
     if segs:
         print_rows(segs, title="Segments")
     else:

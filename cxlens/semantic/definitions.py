@@ -51,7 +51,7 @@ METRIC_KEYS = {"id", "label", "description", "unit", "direction", "timing", "sou
                "numerator", "denominator", "scale", "test", "default_grain", "dimensions", "category"}
 MEASURE_KEYS = {"source", "agg", "expr", "filter", "per"}
 DIMENSION_KEYS = {"id", "label", "description", "columns", "source", "expr"}
-SEGMENT_KEYS = {"id", "label", "where"}
+SEGMENT_KEYS = {"id", "label", "where", "within"}
 TOP_KEYS = {"metrics", "dimensions", "segments", "engagement", "settings"}
 CHOICES = {"direction": ("up", "down", "none"), "timing": ("leading", "lagging"), "unit": UNITS,
            "test": ("mean", "proportion", "nps", "total", "none"), "default_grain": GRAINS}
@@ -83,6 +83,9 @@ def load_definitions(path: Path, catalog: "Catalog") -> None:
     for s in segs:
         if s is not None:
             catalog.segments[s.id] = s
+    for s in segs:
+        if s is not None and s.within is not None:
+            _check_within(s, catalog, problems)
     for m in metrics:
         if m is not None:
             catalog.metrics[m.id] = m
@@ -260,7 +263,24 @@ def _segment(node: yaml.MappingNode, path: Path, problems: Problems, catalog: "C
         return None
     if sid is None:
         return None
-    return Segment(id=sid, label=_text(f, "label", problems) or sid, where=where, origin=f"{path}:{node.start_mark.line + 1}")
+    return Segment(id=sid, label=_text(f, "label", problems) or sid, where=where, origin=f"{path}:{node.start_mark.line + 1}",
+                   within=_text(f, "within", problems) or None)
+
+
+def _check_within(s: Segment, catalog: "Catalog", problems: Problems) -> None:
+    """A micro segment's parent must be a declared segment, and parents must not loop."""
+    seen = [s.id]
+    parent = s.within
+    while parent is not None:
+        if parent not in catalog.segments:
+            problems.items.append(f"{s.origin}: segment {s.id} is `within` {parent!r}, which is not a declared segment "
+                                  f"(declared: {', '.join(catalog.segments)})")
+            return
+        if parent in seen:
+            problems.items.append(f"{s.origin}: segment {s.id} is `within` a loop of segments: {' -> '.join([*seen, parent])}")
+            return
+        seen.append(parent)
+        parent = catalog.segments[parent].within
 
 
 def _engagement(node: yaml.Node | None, problems: Problems, catalog: "Catalog") -> None:
@@ -334,7 +354,7 @@ def _check_compiles(catalog: "Catalog", metrics: list[Metric], dims: list[Dimens
             features = profile_features(ctx, catalog)
             for s in segs:
                 try:
-                    compile_expr(s.where, features, where=f"segment {s.id}")
+                    compile_expr(catalog.segment_condition(s.id), features, where=f"segment {s.id}")
                 except MetricError as exc:
                     problems.items.append(f"{s.origin}: {exc}")
     finally:

@@ -105,12 +105,18 @@ class Dimension:
 
 @dataclass(frozen=True)
 class Segment:
-    """A named group of profiles: a filter over profile attributes and per-profile metric values."""
+    """A named group of profiles: a filter over profile attributes and per-profile metric values.
+
+    With `within`, a micro segment of another (macro) segment: its members are the parent's
+    members that also meet `where` ("of the customers with unresolved complaints, those who have
+    stopped buying").
+    """
 
     id: str
     label: str
     where: str
     origin: str = "built-in"
+    within: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
 from cxlens.errors import MetricError
 from cxlens.semantic.catalogue import CATALOGUE
@@ -97,7 +98,7 @@ class Catalog:
         from cxlens.semantic.segments import profile_features
 
         features = profile_features(ctx, self)
-        text = self.segments[where].where if where in self.segments else where
+        text = self.segment_condition(where) if where in self.segments else where
         label = f"segment {where}" if where in self.segments else "--where"
         try:
             cond = compile_expr(text, features, where=label)
@@ -105,6 +106,38 @@ class Catalog:
             names = ", ".join(self.segments) or "none declared"
             raise MetricError(f"{exc} (--where takes a segment name — {names} — or a condition over profile features.)") from None
         return features.filter(cond).select("profile_id")
+
+    def segment_condition(self, segment_id: str) -> str:
+        """The segment's own condition and, for a micro segment, its parents' (all must hold)."""
+        parts, seen, s = [], set(), self.segments[segment_id]
+        while True:
+            parts.append(f"({s.where})")
+            seen.add(s.id)
+            if s.within is None or s.within in seen or s.within not in self.segments:
+                break
+            s = self.segments[s.within]
+        return " and ".join(reversed(parts))
+
+    def segment_value(self, ctx: Context) -> pd.DataFrame:
+        """Per declared segment: members, historical and recent revenue, predicted 52-week value
+        (from `customer_value`, when `cxlens hvc` has run) and its growth potential: predicted value
+        minus the last 90 days' revenue at a yearly rate."""
+        from cxlens.semantic.segments import profile_features
+
+        members = self.segment_members(ctx)
+        features = profile_features(ctx, self).view()
+        j = members.join(features, members.profile_id == features.profile_id)
+        agg = j.group_by(j.segment).aggregate(
+            customers=j.count(), revenue=j.revenue.sum(), revenue_90d=j.revenue_90d.sum(),
+            predicted_clv=j.predicted_clv.sum(), predicted_customers=j.predicted_clv.count(),
+            mean_predicted_clv=j.predicted_clv.mean(), unresolved_cases_90d=j.unresolved_cases_90d.sum(),
+        ).to_pandas()
+        agg["growth_potential"] = agg["predicted_clv"] - agg["revenue_90d"] * 365.0 / 90.0
+        agg.loc[agg["predicted_customers"] == 0, ["predicted_clv", "mean_predicted_clv", "growth_potential"]] = float("nan")
+        order = {sid: i for i, sid in enumerate(self.segments)}
+        agg = agg.assign(_o=agg["segment"].map(order)).sort_values("_o").drop(columns="_o")
+        agg.insert(1, "within", agg["segment"].map(lambda sid: self.segments[sid].within))
+        return agg.reset_index(drop=True)
 
     def segment_members(self, ctx: Context) -> ir.Table:
         """(profile_id, segment) for every declared segment; a profile may be in several."""
@@ -117,7 +150,7 @@ class Catalog:
         from cxlens.semantic.segments import profile_features
 
         features = profile_features(ctx, self)
-        parts = [features.filter(compile_expr(s.where, features, where=f"segment {s.id} ({s.origin})"))
+        parts = [features.filter(compile_expr(self.segment_condition(s.id), features, where=f"segment {s.id} ({s.origin})"))
                  .select(profile_id=features.profile_id, segment=ibis.literal(s.id)) for s in self.segments.values()]
         return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
