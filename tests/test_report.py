@@ -367,3 +367,22 @@ def test_value_section_checks_the_clv_fit_on_a_holdout_pandas_counts(demo: Path,
     predicted = int((firsts < last_day).sum())
     assert f"{predicted:,} customers are expected" in section
     assert 'id="clv-distribution"' in section and "Top customers by predicted CLV" in section
+
+
+def test_value_section_lists_the_declared_segments_with_pandas_counts(demo: Path, default_run: tuple[Any, str]) -> None:
+    """The demo declares `lapsing` (orders > 0 and no order in the last 60 days): its row counts
+    the same customers and revenue as pandas over the tables."""
+    _, html = default_run
+    section = html[html.index('<section id="value">'):]
+    section = section[: section.index("</section>")]
+    assert "Your segments: value and growth potential" in section
+    ws = demo / "cxlens.duckdb"
+    o = _frame(ws, "SELECT profile_id, ordered_at, revenue, status FROM orders WHERE profile_id IS NOT NULL")
+    latest = max(pd.Timestamp(_frame(ws, f"SELECT max({c}) AS m FROM {t}").m.iloc[0]) for t, c in (
+        ("orders", "ordered_at"), ("interactions", "started_at"), ("survey_responses", "responded_at"), ("events", "occurred_at")))
+    o = o[o.status.isna() | (o.status == "completed")]
+    per = o.groupby("profile_id").agg(revenue=("revenue", "sum"), last=("ordered_at", "max"))
+    lapsing = per[(latest - pd.to_datetime(per["last"])).dt.total_seconds() / 86_400 > 60]
+    row = section[section.index("<td>lapsing</td>"):]
+    row = row[: row.index("</tr>")]
+    assert f"<td>{len(lapsing):,}</td>" in row

@@ -237,7 +237,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     content = summarize_content(ws)
     done += 1
     step("customer value", done, total)
-    value = summarize_value(ws, currency_prefix(currency_of(ws)))
+    value = summarize_value(ws, currency_prefix(currency_of(ws)), catalog)
     done += 1
     step("done", total, total)
     notes = {"engagement": why_not} if why_not else {}

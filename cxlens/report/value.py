@@ -10,7 +10,7 @@ segments and value classes are summarized too. Numbers are formatted here; the t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -38,11 +38,32 @@ class ValueSummary:
     cac: list[dict[str, str]] = field(default_factory=list)
     classes: list[dict[str, str]] = field(default_factory=list)
     segments: list[dict[str, str]] = field(default_factory=list)
+    declared: list[dict[str, str]] = field(default_factory=list)
+    """The definitions file's (macro and micro) segments with their value and growth potential."""
     note: str | None = None
 
 
-def summarize_value(ws: Any, currency: str) -> ValueSummary:
+def summarize_value(ws: Any, currency: str, catalog: Any = None) -> ValueSummary:
     """Fit, predict and validate on the workspace; a workspace the models cannot fit gets a note."""
+    summary = _summarize(ws, currency)
+    declared = _declared(ws, currency, catalog) if catalog is not None and catalog.segments else []
+    return replace(summary, declared=declared) if declared else summary
+
+
+def _declared(ws: Any, currency: str, catalog: Any) -> list[dict[str, str]]:
+    """Each declared segment's customers, revenue, predicted value and growth potential."""
+    try:
+        frame = catalog.segment_value(catalog.context(ws.table))
+    except CxlensError:
+        return []
+    return [{"segment": f"{r.within} → {r.segment}" if isinstance(r.within, str) else str(r.segment),
+             "customers": f"{int(r.customers):,}", "revenue": format_value(r.revenue, "currency", currency),
+             "revenue_90d": format_value(r.revenue_90d, "currency", currency),
+             "predicted": format_value(r.predicted_clv, "currency", currency),
+             "growth": format_value(r.growth_potential, "currency", currency)} for r in frame.itertuples()]
+
+
+def _summarize(ws: Any, currency: str) -> ValueSummary:
     from cxlens.clv.workspace import (
         clv_to_cac_by_channel,
         fit_workspace,
