@@ -61,3 +61,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
     )
     yield session
     session.stop()
+
+
+def doc_snippet(name: str) -> tuple[str, list[str]]:
+    """The first ```python block of docs/NAME and the lines it says it prints (its `# ` comments)."""
+    block = (REPO / "docs" / name).read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    return block, [line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")]

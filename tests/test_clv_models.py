@@ -267,13 +267,10 @@ def test_identical_customers_are_fitted_once_with_a_weight(summary: pd.DataFrame
 
 def test_the_snippet_in_docs_clv_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from pathlib import Path
+    from conftest import REPO, doc_snippet
 
-    root = Path(__file__).resolve().parents[1]
-    text = (root / "docs" / "clv.md").read_text()
-    block = text.split("```python\n", 1)[1].split("```", 1)[0]
-    expected = [line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")]
-    monkeypatch.chdir(root)
+    block, expected = doc_snippet("clv.md")
+    monkeypatch.chdir(REPO)
     exec(compile(block, "docs/clv.md", "exec"), {})
     assert capsys.readouterr().out.splitlines() == expected
 

@@ -270,10 +270,8 @@ def test_sums_from_engine_columns_and_misuse_errors() -> None:
 
 
 def test_the_known_answer_snippet_in_docs_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
-    from pathlib import Path
+    from conftest import doc_snippet
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
-    block = text.split("```python\n", 1)[1].split("```", 1)[0]
-    expected = [line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")]
+    block, expected = doc_snippet("experiments.md")
     exec(compile(block, "docs/experiments.md", "exec"), {})
     assert capsys.readouterr().out.split("\n")[: len(expected)] == expected

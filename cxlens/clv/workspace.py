@@ -119,9 +119,11 @@ class Fit:
 
 
 def fit_workspace(ws: Any, *, model: str = "bgnbd", spend: bool = True, calibration_end: date | datetime | str | None = None,
-                  unit: str = "W", use_margin: bool = False) -> Fit:
-    """Fit the purchase model (and Gamma-Gamma) on valid orders, up to `calibration_end` if given."""
-    summary = fit_rows(rfm_summary(ws, calibration_end=calibration_end, unit=unit, use_margin=use_margin))  # type: ignore[arg-type]
+                  observation_end: date | datetime | str | None = None, unit: str = "W", use_margin: bool = False) -> Fit:
+    """Fit the purchase model (and Gamma-Gamma) on valid orders, up to `calibration_end` if given
+    (or, without a holdout, up to `observation_end`: the model as it stood on that day)."""
+    summary = fit_rows(rfm_summary(ws, calibration_end=calibration_end, observation_end=observation_end, unit=unit,  # type: ignore[arg-type]
+                                   use_margin=use_margin))
     purchases = purchase_model(model).fit(summary)
     spend_model = fit_spend(summary) if spend else None
     holdout = holdout_check(purchases, summary) if calibration_end is not None else None
@@ -141,13 +143,13 @@ class Prediction:
 
 
 def predict_workspace(ws: Any, *, model: str = "bgnbd", horizon: str = "52w", discount_rate: float = 0.01,
-                      unit: str = "W", use_margin: bool = False) -> Prediction:
+                      unit: str = "W", use_margin: bool = False, as_of: date | datetime | str | None = None) -> Prediction:
     """Fit on all valid orders and predict per customer: purchases over the horizon, P(alive),
     expected spend (or margin) per purchase and discounted CLV. Nothing is written."""
     if not (math.isfinite(discount_rate) and discount_rate > -1):
         raise UsageError(f"--discount-rate {discount_rate!r} is not a rate above -1 per month.")
     t = parse_horizon(horizon, unit)
-    fitted = fit_workspace(ws, model=model, unit=unit, use_margin=use_margin)
+    fitted = fit_workspace(ws, model=model, unit=unit, use_margin=use_margin, observation_end=as_of)
     summary, purchases, spend_model = fitted.summary, fitted.purchases, fitted.spend
     assert spend_model is not None
     args = (summary["frequency"], summary["recency"], summary["T"])

@@ -107,8 +107,10 @@ def _summarize(ws: Any, currency: str) -> ValueSummary:
 
 
 def _has_costs(ws: Any) -> bool:
-    o = ws.table("orders")
-    return bool(o.cost.notnull().any().execute())
+    """Margin when any valid order with a profile has a cost: the same basis as the value classes."""
+    from cxlens.value.rfm import profile_orders, uses_margin
+
+    return uses_margin(profile_orders(ws))
 
 
 def _holdout(ws: Any, fit_workspace: Any, margin: bool) -> tuple[list[dict[str, str]], str | None]:

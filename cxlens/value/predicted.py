@@ -22,21 +22,14 @@ DISCOUNT_RATE = 0.01
 def predicted_value(ws: object, as_of: str, *, use_margin: bool, horizon_weeks: float = HORIZON_WEEKS,
                     discount_rate: float = DISCOUNT_RATE) -> pd.DataFrame | None:
     """profile_id, predicted_clv, p_alive from orders up to `as_of` (ISO date); None when the models cannot be fitted."""
-    from cxlens.clv import BGNBD
-    from cxlens.clv.summary import rfm_summary
-    from cxlens.clv.workspace import fit_rows, fit_spend, horizon_clv
+    from cxlens.clv.workspace import predict_workspace
 
     try:
-        summary = fit_rows(rfm_summary(ws, observation_end=as_of, unit="W", use_margin=use_margin))
-        if len(summary) < 20 or int((summary["frequency"] > 0).sum()) < 10:
-            return None
-        purchases = BGNBD().fit(summary)
-        spend = fit_spend(summary)
-        args = (summary["frequency"], summary["recency"], summary["T"])
-        return pd.DataFrame({
-            "profile_id": summary["profile_id"].astype(str).to_numpy(),
-            "predicted_clv": horizon_clv(spend, purchases, summary, horizon_weeks, discount_rate=discount_rate, unit="W"),
-            "p_alive": purchases.probability_alive(*args),
-        })
+        prediction = predict_workspace(ws, horizon=f"{horizon_weeks:g}w", discount_rate=discount_rate, unit="W",
+                                       use_margin=use_margin, as_of=as_of)
     except ModelError:
         return None
+    summary = prediction.fit.summary
+    if len(summary) < 20 or int((summary["frequency"] > 0).sum()) < 10:
+        return None
+    return prediction.frame[["profile_id", "clv", "p_alive"]].rename(columns={"clv": "predicted_clv"})
