@@ -101,15 +101,20 @@ def test_bgnbd_probability_alive_closed_form(bgnbd: BGNBD, summary: pd.DataFrame
     np.testing.assert_allclose(bgnbd.probability_alive(x, tx, T), expected, rtol=1e-12)
 
 
-def test_bgnbd_conditional_expectation_equals_eq10(bgnbd: BGNBD, summary: pd.DataFrame) -> None:
-    r, alpha, a, b = (bgnbd.params_[k] for k in ("r", "alpha", "a", "b"))
-    x, tx, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    t = 39.0
+def _eq10(params: dict[str, float], t: float, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """FHL 2005 eq. 10 with scipy's 2F1 as printed (no transformation)."""
+    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
     z = t / (alpha + T + t)
     bracket = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z)
     denominator = 1 + (x > 0) * a / (b + np.maximum(x, 1) - 1) * ((alpha + T) / (alpha + tx)) ** (r + x)
-    expected = (a + b + x - 1) / (a - 1) * bracket / denominator
-    np.testing.assert_allclose(bgnbd.expected_purchases(t, x, tx, T), expected, rtol=1e-8)
+    return (a + b + x - 1) / (a - 1) * bracket / denominator
+
+
+def test_bgnbd_conditional_expectation_equals_eq10(bgnbd: BGNBD, summary: pd.DataFrame) -> None:
+    r, alpha = bgnbd.params_["r"], bgnbd.params_["alpha"]
+    x, tx, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    t = 39.0
+    np.testing.assert_allclose(bgnbd.expected_purchases(t, x, tx, T), _eq10(bgnbd.params_, t, x, tx, T), rtol=1e-8)
     heavy = bgnbd.expected_purchases(t, 500, 39.0, 39.0)[0]
     assert 100 < heavy < (r + 500) / (alpha + 39.0) * t  # at most the rate times t, had nobody dropped out
 
@@ -201,6 +206,21 @@ def test_clv_undiscounted_is_spend_times_purchases(gammagamma: GammaGamma, bgnbd
     discounted = gammagamma.clv(bgnbd, *args, discount_rate=0.01)
     assert np.all(discounted < flat) and np.all(discounted > flat / 1.01**12)
     np.testing.assert_allclose(gammagamma.clv(bgnbd, *args, margin=0.3), 0.3 * discounted, rtol=1e-12)
+
+
+def test_discounted_clv_is_the_monthly_sum_of_eq10(gammagamma: GammaGamma, bgnbd: BGNBD, spend: pd.DataFrame) -> None:
+    """The per-(x, T) shortcut of BGNBD.discounted_purchases against a plain loop over months, on
+    customers repeated in the data (so shared pairs are gathered back to every row)."""
+    rows = pd.concat([spend.head(200), spend.head(200).iloc[::-1]], ignore_index=True)
+    x, tx, T, m = (rows[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value"))
+    expected = np.zeros(len(rows))
+    previous = np.zeros(len(rows))
+    for month in range(1, 13):
+        cumulative = _eq10(bgnbd.params_, month * 4.345, x, tx, T)
+        expected += (cumulative - previous) / 1.01**month
+        previous = cumulative
+    expected *= gammagamma.conditional_expected_spend(x, m)
+    np.testing.assert_allclose(gammagamma.clv(bgnbd, x, tx, T, m, time=12, discount_rate=0.01), expected, rtol=1e-8)
 
 
 def _assert_sentence(error: pytest.ExceptionInfo[ModelError]) -> None:

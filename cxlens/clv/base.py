@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 
 from cxlens.errors import ModelError
@@ -97,6 +98,18 @@ def per_frequency(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return data["_ux"], data["_inv"]
     ux, inv = np.unique(data["frequency"], return_inverse=True)
     return ux, inv
+
+
+def distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs and each row's index into them, by hashing (no sort).
+
+    A million customers recorded by the day hold a few thousand distinct (frequency, T) pairs,
+    and BG/NBD's hypergeometric term depends on nothing else.
+    """
+    codes_a, uniq_a = pd.factorize(a)
+    codes_b, uniq_b = pd.factorize(b)
+    codes, uniq = pd.factorize(codes_a.astype(np.int64) * len(uniq_b) + codes_b)
+    return np.asarray(uniq_a)[uniq // len(uniq_b)], np.asarray(uniq_b)[uniq % len(uniq_b)], codes
 
 
 def compress(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -223,6 +236,21 @@ class CLVModel:
         cov[flat, :] = np.nan
         cov[:, flat] = np.nan
         return cov, flat
+
+    def discounted_purchases(self, times: Sequence[float], discounts: Sequence[float], frequency: ArrayLike,
+                             recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+        """Per customer, sum over i of discounts[i] x the expected purchases between times[i-1] and times[i] (from 0).
+
+        The purchase part of a discounted CLV (GammaGamma.clv): one call instead of one
+        ``expected_purchases`` per month, so a model can share the work across the months.
+        """
+        total: np.ndarray | float = 0.0
+        previous: np.ndarray | float = 0.0
+        for t, discount in zip(times, discounts, strict=True):
+            cumulative = self.expected_purchases(t, frequency, recency, T)  # type: ignore[attr-defined]
+            total = total + discount * (cumulative - previous)
+            previous = cumulative
+        return np.asarray(total, dtype=float)
 
     def _flat_meaning(self, flat: list[int]) -> str:
         """What a ridge in these parameters means for this model (subclasses say more)."""

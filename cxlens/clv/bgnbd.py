@@ -18,13 +18,14 @@ the series stays in scipy's accurate range for heavy buyers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
-from cxlens.clv.base import CLVModel, frequency_index, per_frequency, validate_summary
+from cxlens.clv.base import CLVModel, distinct_pairs, frequency_index, validate_summary
 
 # Eq. 10 divides by (a - 1); within this distance of a = 1 it is the mean of a = 1 -/+ this.
 _NEAR_ONE = 1e-6
@@ -41,36 +42,60 @@ class BGNBD(CLVModel):
         return [np.array([1.0, 1.0 / rate, 1.0, 2.0]), np.array([0.5, 0.5 / rate, 0.5, 1.0]), np.ones(4)]
 
     def _precompute(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return frequency_index(data)
+        """Split non-repeaters from repeaters and keep per-frequency weights.
+
+        A customer without repeat purchases contributes only ``r log(alpha / (alpha + T))``; for
+        the others the terms in x alone are summed per distinct frequency with its total weight,
+        so an evaluation costs two logarithms, a log-sum-exp and a few products per row.
+        """
+        x = data["frequency"]
+        w = data["weight"] if "weight" in data else np.ones_like(x)
+        zero = x == 0
+        rep = {k: v[~zero] for k, v in data.items() if k != "weight"}
+        rep = frequency_index(rep)
+        wr = w[~zero]
+        return {**data, "_T0": data["T"][zero], "_w0": w[zero], "_x": rep["frequency"], "_tx": rep["recency"], "_T": rep["T"],
+                "_w": wr, "_ux": rep["_ux"], "_inv": rep["_inv"],
+                "_count": np.bincount(rep["_inv"], weights=wr, minlength=rep["_ux"].size)}
 
     def _log_likelihood(self, params: np.ndarray, data: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
         r, alpha, a, b = params
-        x, tx, T = data["frequency"], data["recency"], data["T"]
-        ux, inv = per_frequency(data)  # terms in x alone: once per distinct frequency (base.frequency_index)
-        urep = ux > 0
-        um1 = np.maximum(ux, 1) - 1
-        repeat = urep[inv]
+        if "_count" not in data:
+            data = self._precompute(data)
+        log_alpha = np.log(alpha)
+        # Non-repeaters: (alpha / (alpha + T))^r.
+        w0, T0 = data["_w0"], data["_T0"]
+        log_ratio0 = log_alpha - np.log(alpha + T0)
+        ll = r * float(np.dot(w0, log_ratio0))
+        grad = np.array([float(np.dot(w0, log_ratio0)), r * float(np.dot(w0, 1 / alpha - 1 / (alpha + T0))), 0.0, 0.0])
+        ux, inv, count, w = data["_ux"], data["_inv"], data["_count"], data["_w"]
+        if ux.size == 0:
+            return ll, grad
+        x, tx, T = data["_x"], data["_tx"], data["_T"]
+        total = float(count.sum())
+        # Repeaters (eq. 6): common terms per distinct frequency, then log(A1 + A2) per row.
+        common = float(np.dot(count, gammaln(r + ux) - gammaln(r) - betaln(a, b))) + r * log_alpha * total
         log_at, log_atx = np.log(alpha + T), np.log(alpha + tx)
         rx = r + x
-        common = (gammaln(r + ux) - gammaln(r) - betaln(a, b))[inv] + r * np.log(alpha)
         term1 = betaln(a, b + ux)[inv] - rx * log_at
-        term2 = np.where(repeat, betaln(a + 1, b + um1)[inv] - rx * log_atx, -np.inf)
-        log_sum = np.logaddexp(term1, term2)
-        w2 = np.exp(term2 - log_sum)
-        w1 = 1.0 - w2
-        d_ab = digamma(a + b)
-        d_abx = (d_ab - digamma(a + b + ux))[inv]
-        grad_r = (digamma(r + ux) - digamma(r))[inv] + np.log(alpha) - w1 * log_at - w2 * np.where(repeat, log_atx, 0.0)
-        grad_alpha = r / alpha - rx * (w1 / (alpha + T) + w2 / (alpha + tx))
-        grad_a = d_abx + w2 * (digamma(a + 1) - digamma(a))
-        grad_b = (
-            -digamma(b) + d_abx
-            + w1 * digamma(b + ux)[inv]
-            + w2 * np.where(urep, digamma(b + um1), 0.0)[inv]
-        )
-        w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
-        ll = float(np.sum(w * (common + log_sum)))
-        return ll, np.array([(w * grad_r).sum(), (w * grad_alpha).sum(), (w * grad_a).sum(), (w * grad_b).sum()])
+        term2 = betaln(a + 1, b + ux - 1)[inv] - rx * log_atx
+        # log(e^term1 + e^term2) and the second term's share, from one exp (np.logaddexp is 10x slower)
+        gap = term2 - term1
+        log_sum = np.maximum(term1, term2) + np.log1p(np.exp(-np.abs(gap)))
+        w2 = expit(gap)  # share of the "dropped out after the last purchase" term
+        ww2 = w * w2
+        ll += common + float(np.dot(w, log_sum))
+        sum_w2 = float(ww2.sum())
+        per_x_w2 = np.bincount(inv, weights=ww2, minlength=ux.size)
+        d_abx = digamma(a + b) - digamma(a + b + ux)
+        grad[0] += (float(np.dot(count, digamma(r + ux) - digamma(r))) + total * log_alpha
+                    - float(np.dot(w, log_at)) + float(np.dot(ww2, log_at - log_atx)))
+        inv_at, inv_atx = np.exp(-log_at), np.exp(-log_atx)
+        grad[1] += total * r / alpha - float(np.dot(w * rx, inv_at + w2 * (inv_atx - inv_at)))
+        grad[2] += float(np.dot(count, d_abx)) + sum_w2 * (digamma(a + 1) - digamma(a))
+        grad[3] += (-total * digamma(b) + float(np.dot(count, d_abx))
+                    + float(np.dot(count - per_x_w2, digamma(b + ux))) + float(np.dot(per_x_w2, digamma(b + ux - 1))))
+        return ll, grad
 
     def _flat_meaning(self, flat: list[int]) -> str:
         if {self.param_names[i] for i in flat} <= {"a", "b"} and self.params_["a"] / (self.params_["a"] + self.params_["b"]) < 1e-3:
@@ -89,11 +114,29 @@ class BGNBD(CLVModel):
 
     def expected_purchases(self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> np.ndarray:
         """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005 eq. 10), per customer."""
+        if np.ndim(t) == 0:
+            return self.discounted_purchases([float(t)], [1.0], frequency, recency, T)  # type: ignore[arg-type]
         r, alpha, a, b = self._param_array()
         d = validate_summary({"t": t, "frequency": frequency, "recency": recency, "T": T}, ("t", *self.columns))
         x = d["frequency"]
         alive = self.probability_alive(x, d["recency"], d["T"])
         return _alive_purchases(d["t"], r + x, alpha + d["T"], a, b + x) * alive
+
+    def discounted_purchases(self, times: Sequence[float], discounts: Sequence[float], frequency: ArrayLike,
+                             recency: ArrayLike, T: ArrayLike) -> np.ndarray:
+        """Eq. 10 summed over horizons: P(alive) once per customer, the 2F1 term once per distinct (x, T)."""
+        r, alpha, a, b = self._param_array()
+        check = validate_summary({"t": np.asarray(times, dtype=float)}, ("t",))["t"]
+        d = validate_summary({"frequency": frequency, "recency": recency, "T": T}, self.columns)
+        alive = self.probability_alive(d["frequency"], d["recency"], d["T"])
+        ux, uT, inv = distinct_pairs(d["frequency"], d["T"])
+        total = np.zeros(ux.size)
+        previous = np.zeros(ux.size)
+        for t, discount in zip(check, discounts, strict=True):
+            cumulative = _alive_purchases(np.full(ux.size, t), r + ux, alpha + uT, a, b + ux)
+            total += discount * (cumulative - previous)
+            previous = cumulative
+        return total[inv] * alive
 
     def expected_purchases_new(self, t: ArrayLike) -> np.ndarray:
         """E[X(t)], purchases of a randomly chosen new customer in (0, t] (FHL 2005 eq. 9)."""

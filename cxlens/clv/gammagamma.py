@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import digamma, gammaln
 
-from cxlens.clv.base import CLVModel, frequency_index, per_frequency, validate_summary
+from cxlens.clv.base import CLVModel, frequency_index, validate_summary
 from cxlens.errors import ModelError
 
 Frequency = Literal["H", "D", "W", "M"]
@@ -47,28 +47,39 @@ class GammaGamma(CLVModel):
         return [np.array([1.0, 2.0, mean]), np.array([5.0, 3.0, 2.0 * mean / 5.0]), np.ones(3)]
 
     def _precompute(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Everything but log(v + x zbar) is fixed during the fit: keep its weighted sums.
+
+        The log-likelihood is linear in p and q given the per-row ``log(v + x zbar)``, so an
+        evaluation costs one logarithm and one reciprocal per row plus four dot products; the
+        gammaln/digamma terms are per distinct frequency, weighted by how many rows have it.
+        """
         data = frequency_index(data)
-        log_xm = np.log(data["frequency"] * data["monetary_value"])
-        return {**data, "_log_xm": log_xm, "_log_m": np.log(data["monetary_value"]), "_xm": data["frequency"] * data["monetary_value"]}
+        x, m = data["frequency"], data["monetary_value"]
+        w = data["weight"] if "weight" in data else np.ones_like(x)
+        xm = x * m
+        log_xm = np.log(xm)
+        return {**data, "_xm": xm, "_w": w, "_wx": w * x,
+                "_count": np.bincount(data["_inv"], weights=w, minlength=data["_ux"].size),
+                "_sums": np.array([w.sum(), float(np.dot(w * x, log_xm)), float(np.dot(w, np.log(m)))])}
 
     def _log_likelihood(self, params: np.ndarray, data: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
         p, q, v = params
-        x, m = data["frequency"], data["monetary_value"]
-        ux, inv = per_frequency(data)  # gammaln/digamma of p x (+ q): once per distinct frequency
-        xm = data["_xm"] if "_xm" in data else x * m
-        log_xm = data["_log_xm"] if "_log_xm" in data else np.log(xm)
-        log_m = data["_log_m"] if "_log_m" in data else np.log(m)
-        px = p * x
-        upx = p * ux
-        log_total = np.log(xm + v)
+        if "_sums" not in data:
+            data = self._precompute(data)
+        ux, count, (total, sum_x_log_xm, sum_log_m) = data["_ux"], data["_count"], data["_sums"]
+        w, wx = data["_w"], data["_wx"]
+        log_total = np.log(data["_xm"] + v)
+        inverse = 1.0 / (data["_xm"] + v)
+        sum_log_total, sum_x_log_total = float(np.dot(w, log_total)), float(np.dot(wx, log_total))
+        sum_inverse, sum_x_inverse = float(np.dot(w, inverse)), float(np.dot(wx, inverse))
+        upx = p * ux  # gammaln/digamma of p x (+ q): once per distinct frequency, weighted by its count
         d_pxq = digamma(upx + q)
-        ll = ((gammaln(upx + q) - gammaln(upx))[inv] - gammaln(q) + q * np.log(v) + px * log_xm - log_m
-              - (px + q) * log_total)
-        grad_p = x * ((d_pxq - digamma(upx))[inv] + log_xm - log_total)
-        grad_q = d_pxq[inv] - digamma(q) + np.log(v) - log_total
-        grad_v = q / v - (px + q) / (xm + v)
-        w = data.get("weight", 1.0)  # identical customers counted once with their weight (base.compress)
-        return float((w * ll).sum()), np.array([(w * grad_p).sum(), (w * grad_q).sum(), (w * grad_v).sum()])
+        ll = (float(np.dot(count, gammaln(upx + q) - gammaln(upx))) + total * (q * np.log(v) - gammaln(q))
+              + p * sum_x_log_xm - sum_log_m - p * sum_x_log_total - q * sum_log_total)
+        grad_p = float(np.dot(count * ux, d_pxq - digamma(upx))) + sum_x_log_xm - sum_x_log_total
+        grad_q = float(np.dot(count, d_pxq)) + total * (np.log(v) - digamma(q)) - sum_log_total
+        grad_v = total * q / v - p * sum_x_inverse - q * sum_inverse
+        return ll, np.array([grad_p, grad_q, grad_v])
 
     def conditional_expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> np.ndarray:
         """E[spend per purchase | x, zbar]; the population mean p v / (q - 1) for x = 0."""
@@ -105,15 +116,11 @@ class GammaGamma(CLVModel):
             raise ModelError(f"time = {time!r} is not a whole number of months of at least 1.")
         if not (np.isfinite(discount_rate) and discount_rate > -1):
             raise ModelError(f"discount_rate = {discount_rate!r} is not a rate above -1 per month.")
-        predict = getattr(transactions_model, "expected_purchases", None)
-        if predict is None:
+        if not hasattr(transactions_model, "expected_purchases"):
             raise ModelError(f"{type(transactions_model).__name__} has no expected_purchases; pass a fitted BGNBD or ParetoNBD.")
         spend = self.conditional_expected_spend(frequency, monetary_value) * np.asarray(margin, dtype=float)
+        months = range(1, int(time) + 1)
         factor = _PER_MONTH[freq]
-        value = np.zeros_like(spend)
-        previous = np.zeros_like(spend)
-        for month in range(1, int(time) + 1):
-            cumulative = predict(month * factor, frequency, recency, T)
-            value = value + spend * (cumulative - previous) / (1 + discount_rate) ** month
-            previous = cumulative
-        return value
+        purchases = transactions_model.discounted_purchases([m * factor for m in months], [(1 + discount_rate) ** -m for m in months],
+                                                            frequency, recency, T)
+        return spend * purchases

@@ -94,15 +94,10 @@ def horizon_clv(spend_model: GammaGamma, purchases: CLVModel, summary: pd.DataFr
     """
     x, m = spend_rows(summary)
     spend = spend_model.conditional_expected_spend(x, m)
-    args = (summary["frequency"], summary["recency"], summary["T"])
     month = _PER_MONTH[unit]
-    value = np.zeros(len(summary))
-    previous = np.zeros(len(summary))
-    for i in range(1, math.ceil(horizon / month - 1e-9) + 1):
-        cumulative = purchases.expected_purchases(min(i * month, horizon), *args)  # type: ignore[attr-defined]
-        value += spend * (cumulative - previous) / (1 + discount_rate) ** i
-        previous = cumulative
-    return value
+    months = range(1, math.ceil(horizon / month - 1e-9) + 1)
+    return spend * purchases.discounted_purchases([min(i * month, horizon) for i in months], [(1 + discount_rate) ** -i for i in months],
+                                                  summary["frequency"], summary["recency"], summary["T"])
 
 
 @dataclass
