@@ -22,10 +22,13 @@ Rules (thresholds are ``ValueSettings`` fields):
 
 - ``hvc``: HVC score >= ``hvc_score`` over the whole history and at least ``min_orders`` orders,
   unless the customer is an emerging HVC.
-- ``emerging_hvc``: recent-window score >= ``emerging_score``, earlier-window score below it (or
-  no earlier order), known for at least ``known_days`` before the recent window (a brand-new
-  customer has no pattern to depart from), and the shift is visible: category breadth grew by at
-  least ``breadth_gain`` categories (without category data: spend per 30 days at least doubled).
+- ``emerging_hvc``: recent-window score >= ``emerging_score``, earlier-window score below it and
+  at least ``min_rise`` lower, at least one order in the earlier window and known for at least
+  ``known_days`` before the recent window (emerging means departing from an earlier purchase
+  pattern: a customer whose first order is recent and HVC-like is an HVC from the start), and
+  the shift is visible: category breadth grew by at least ``breadth_gain`` categories (without
+  category data: spend per 30 days at least doubled). The rise guards against HVCs whose one or
+  two earlier orders put their earlier score just under the bar by chance.
 - ``lapsing_hvc``: an HVC silent for at least ``min_silent_days`` and either for more than ``k``
   times their own usual gap between purchases (trusted from ``min_purchase_days`` purchase days)
   or with P(alive) below ``p_alive_below``; and with no activity of any kind (visit, contact,
@@ -69,6 +72,8 @@ class ValueSettings:
     """Minimum valid orders for `hvc`: one purchase shows no loyalty yet."""
     emerging_score: float = 0.6
     """Recent-window HVC score an emerging HVC reaches and its earlier-window score stays below."""
+    min_rise: float = 0.15
+    """How much higher an emerging HVC's recent-window score is than its earlier-window score."""
     known_days: int = 30
     """Days a customer must have been known before the recent window to count as emerging."""
     breadth_gain: int = 2
@@ -89,7 +94,7 @@ class ValueSettings:
     """Fit BG/NBD + Gamma-Gamma for predicted CLV and P(alive) (skipped when they cannot be fitted)."""
 
     def __post_init__(self) -> None:
-        for name in ("hvc_score", "emerging_score", "p_alive_below", "volume_share"):
+        for name in ("hvc_score", "emerging_score", "min_rise", "p_alive_below", "volume_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UsageError(f"{name} {value!r} is not a share; use a number from 0 to 1.")
@@ -147,8 +152,9 @@ def classify(t: ir.Table, win: Windows, s: ValueSettings, *, has_categories: boo
     else:
         shift = t.spend_rate_recent >= 2.0 * t.spend_rate_earlier
     emerging = ((t.hvc_score_recent >= s.emerging_score).fill_null(False)
-                & ~(t.hvc_score_earlier >= s.emerging_score).fill_null(False)
-                & (t.first_seen_day < win.recent_from - s.known_days) & shift)
+                & (t.hvc_score_earlier < s.emerging_score).fill_null(False)
+                & (t.hvc_score_recent - t.hvc_score_earlier >= s.min_rise).fill_null(False)
+                & (t.orders_earlier > 0).fill_null(False) & (t.first_seen_day < win.recent_from - s.known_days) & shift)
     hvc = (t.hvc_score >= s.hvc_score).fill_null(False) & (t.orders >= s.min_orders) & ~emerging
     gap = t.usual_gap_days
     overdue = (t.purchase_days >= s.min_purchase_days) & (t.days_silent > s.k * gap).fill_null(False)
