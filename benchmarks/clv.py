@@ -197,7 +197,10 @@ def compare(cx: dict, ref: dict, cx_predictions: Path, ref_predictions: Path) ->
     fit_ref = ref["fit_bgnbd"] + ref["fit_gamma_gamma"]
     print(f"ratio lifetimes / cxlens on {cx['customers']:,} customers: fits {fit_ref / fit_cx:.1f}x "
           f"(BG/NBD {ref['fit_bgnbd'] / cx['fit_bgnbd']:.1f}x, Gamma-Gamma {ref['fit_gamma_gamma'] / cx['fit_gamma_gamma']:.1f}x), "
-          f"predictions {ref['predict'] / cx['predict']:.1f}x (target >= 10x: {'met' if fit_ref >= 10 * fit_cx else 'NOT met'})")
+          f"predictions {ref['predict'] / cx['predict']:.1f}x")
+    all_cx, all_ref = fit_cx + cx["predict"], fit_ref + ref["predict"]
+    print(f"  target >= 10x: fits {'met' if fit_ref >= 10 * fit_cx else 'NOT met'}, fits + predictions "
+          f"{all_ref / all_cx:.1f}x ({all_ref:.2f} s / {all_cx:.2f} s) {'met' if all_ref >= 10 * all_cx else 'NOT met'}")
     print(f"{'':6}{'truth':>10}{'cxlens':>14}{'(s.e.)':>12}{'lifetimes':>14}{'rel. diff':>11}")
     worst = 0.0
     for name, true in TRUTH.items():
