@@ -139,9 +139,10 @@ def _normalize(con: duckdb.DuckDBPyConnection, raw: str, separator: str, where: 
     """Split paths on the separator, trim channel names, reject empty names, merge identical paths."""
     if not separator:
         raise UsageError("The separator is empty; give the text that joins channels in a path, e.g. \" > \".")
+    # " > " also splits "A>B": the separator is matched without its surrounding spaces, which are trimmed anyway.
     con.execute(f"CREATE OR REPLACE TEMP TABLE split AS SELECT path, "
                 f"list_transform(string_split(path, ?), x -> trim(x)) AS channels, conversions, nulls, value FROM {raw}",
-                [separator])
+                [separator.strip() or separator])
     empty = con.sql("SELECT path FROM split WHERE path IS NULL OR list_contains(channels, '') LIMIT 1").fetchall()
     if empty:
         shown = "an empty path" if empty[0][0] is None or not empty[0][0].strip() else f"path {empty[0][0]!r}"
