@@ -365,21 +365,55 @@ def test_value_classes_are_segments_and_dimensions_for_metrics(company: tuple[pd
     assert {k: v for k, v in per_class.items() if k != "None"} == {k: v for k, v in want.items() if k != "None"}
 
 
-def test_micro_segment_value_matches_pandas(company: tuple[pd.DataFrame, Path]) -> None:
-    """A macro segment (HVCs) and a micro one within it (no order for 60 days): members, revenue
-    and predicted value per segment recomputed with pandas from the tables."""
-    _, ws_path = company
+def _segments_value(ws_path: Path, definitions_yaml: str) -> dict:
+    """`cxlens metrics segments --value --format json` with these segment definitions next to the workspace."""
     definitions = ws_path.with_name(ws_path.stem + ".metrics.yml")
     saved = definitions.read_text() if definitions.exists() else None
-    definitions.write_text("segments:\n  - id: best\n    where: \"hvc\"\n"
-                           "  - id: best_gone_quiet\n    within: best\n    where: \"days_since_last_order > 60\"\n")
+    definitions.write_text(definitions_yaml)
     try:
-        out = json.loads(run_cli("metrics", "segments", "--value", "--format", "json", workspace=ws_path).stdout)
+        return json.loads(run_cli("metrics", "segments", "--value", "--format", "json", workspace=ws_path).stdout)
     finally:
         if saved is None:
             definitions.unlink()
         else:
             definitions.write_text(saved)
+
+
+def test_who_contacted_service_before_stopping(company: tuple[pd.DataFrame, Path]) -> None:
+    """The seed's micro segment: of the repeat buyers, those who contacted support at or after their
+    last order and have bought nothing for 60 days; members and revenue recomputed with pandas."""
+    _, ws_path = company
+    out = _segments_value(ws_path, "segments:\n  - id: repeaters\n    where: \"orders >= 2\"\n"
+                                   "  - id: contacted_then_stopped\n    within: repeaters\n"
+                                   "    where: \"contacted_after_last_order AND days_since_last_order > 60\"\n")
+    con = duckdb.connect(str(ws_path), read_only=True)
+    try:
+        orders = con.execute("SELECT profile_id, ordered_at, revenue, status FROM orders WHERE profile_id IS NOT NULL").df()
+        contacts = con.execute("SELECT profile_id, max(started_at) AS last_contact FROM interactions "
+                               "WHERE profile_id IS NOT NULL GROUP BY profile_id").df()
+        latest = max(pd.Timestamp(con.execute(f"SELECT max({c}) FROM {t}").fetchone()[0]) for t, c in (
+            ("orders", "ordered_at"), ("interactions", "started_at"), ("survey_responses", "responded_at"),
+            ("events", "occurred_at")))
+    finally:
+        con.close()
+    valid = orders[orders.status.isna() | (orders.status == "completed")]
+    per = valid.groupby("profile_id").agg(orders=("revenue", "size"), revenue=("revenue", "sum"), last=("ordered_at", "max"))
+    repeaters = per[per.orders >= 2].merge(contacts, left_index=True, right_on="profile_id", how="left")
+    stopped = repeaters[(repeaters.last_contact >= repeaters["last"])
+                        & ((latest - repeaters["last"]).dt.total_seconds() / 86_400 > 60)]
+    rows = {r["segment"]: r for r in out["value"]}
+    assert rows["contacted_then_stopped"]["within"] == "repeaters"
+    for sid, want in (("repeaters", repeaters), ("contacted_then_stopped", stopped)):
+        assert rows[sid]["customers"] == len(want) > 0, sid
+        assert rows[sid]["revenue"] == pytest.approx(want.revenue.sum(), rel=1e-9)
+
+
+def test_micro_segment_value_matches_pandas(company: tuple[pd.DataFrame, Path]) -> None:
+    """A macro segment (HVCs) and a micro one within it (no order for 60 days): members, revenue
+    and predicted value per segment recomputed with pandas from the tables."""
+    _, ws_path = company
+    out = _segments_value(ws_path, "segments:\n  - id: best\n    where: \"hvc\"\n"
+                                   "  - id: best_gone_quiet\n    within: best\n    where: \"days_since_last_order > 60\"\n")
     con = duckdb.connect(str(ws_path), read_only=True)
     try:
         value = con.execute("SELECT profile_id, hvc, predicted_clv FROM customer_value").df()

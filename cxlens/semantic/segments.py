@@ -25,6 +25,7 @@ FEATURES: dict[str, str] = {
     "orders_90d": "Valid orders in the last 90 days.", "revenue_90d": "Revenue in the last 90 days.",
     "contacts_90d": "Support contacts in the last 90 days.",
     "unresolved_cases_90d": "Support cases opened in the last 90 days whose last contact is not resolved.",
+    "contacted_after_last_order": "Contacted support at or after the last valid order (then bought nothing more).",
     "latest_nps": "Latest NPS score (0–10).", "latest_csat": "Latest CSAT score (1–5).", "latest_ces": "Latest CES score (1–7).",
 }
 """Columns a segment condition can use, with what they mean (shown by `cxlens metrics segments`)."""
@@ -71,8 +72,8 @@ def profile_features(ctx: Context, catalog: object) -> ir.Table:
         orders=o.count(), revenue=o.revenue.sum(), aov=o.revenue.mean(), last_order=o.ts.max(),
         orders_90d=recent.cast("int64").sum(), revenue_90d=ibis.ifelse(recent, o.revenue, 0.0).sum(),
     )
-    contacts = i.filter(i.started_at >= cutoff)
-    contacts = contacts.group_by("profile_id").aggregate(contacts_90d=contacts.count())
+    contacts = i.group_by("profile_id").aggregate(contacts_90d=(i.started_at >= cutoff).cast("int64").sum(),
+                                                  last_contact=i.started_at.max())
     cases = ctx.source("cases", Request("all"))
     cases = cases.filter(cases.profile_id.notnull() & (cases.ts >= cutoff))
     cases = cases.group_by("profile_id").aggregate(unresolved_cases_90d=(cases.resolved.fill_null(0) == 0).cast("int64").sum())
@@ -92,4 +93,5 @@ def profile_features(ctx: Context, catalog: object) -> ir.Table:
         orders=t.orders.fill_null(0), revenue=t.revenue.fill_null(0.0), orders_90d=t.orders_90d.fill_null(0),
         revenue_90d=t.revenue_90d.fill_null(0.0), contacts_90d=t.contacts_90d.fill_null(0),
         unresolved_cases_90d=t.unresolved_cases_90d.fill_null(0), days_since_last_order=days,
+        contacted_after_last_order=(t.last_contact >= t.last_order).fill_null(False),
     ).select("profile_id", *FEATURES)
