@@ -66,8 +66,16 @@ def _interactions(ws: Any) -> ir.Table:
     return ws.table("interactions")
 
 
+CASE_INPUT = ("interaction_id", "started_at", "channel", "case_id", "topic", "transfers", "resolved", "wait_seconds",
+              "profile_id", "source")
+"""The contact columns case features read; selecting them first keeps the window sort narrow."""
+
+
 def case_features(ws: Any, settings: FrictionSettings = FrictionSettings()) -> ir.Table:
     """One row per case: profile, topic, first channel, times and every friction count (engine-side).
+
+    The case's profile is its contacts' (the greatest id if they disagree); topic and channel are
+    its first contact's.
 
     unresolved is 1 when no contact of the case is marked resolved (0 when resolution is unknown
     for all of them: no evidence of friction); repeat_contacts counts contacts after the first
@@ -75,9 +83,10 @@ def case_features(ws: Any, settings: FrictionSettings = FrictionSettings()) -> i
     than the one before; repeat_topic is 1 when the customer's previous case on the same topic
     closed at most topic_days before this one opened.
     """
-    i = _interactions(ws)
-    i = i.mutate(_case=case_key(i), _ch=i.channel.lower(), _topic=i.topic.lower().fill_null("other"))
-    w = ibis.window(group_by=i._case, order_by=[i.started_at, i.interaction_id])
+    i = _interactions(ws).select(*CASE_INPUT)
+    # The case is grouped on (source, case id) columns; its text key is built once per case, not per contact.
+    i = i.mutate(_k=ibis.ifelse(i.case_id.isnull(), "~" + i.interaction_id, i.case_id), _ch=i.channel.lower())
+    w = ibis.window(group_by=[i.source, i._k], order_by=[i.started_at, i.interaction_id])
     i = i.mutate(_prev_ch=i._ch.lag().over(w), _prev_t=i.started_at.lag().over(w))
     gap = i.started_at.epoch_seconds() - i._prev_t.epoch_seconds()
     i = i.mutate(
@@ -85,14 +94,17 @@ def case_features(ws: Any, settings: FrictionSettings = FrictionSettings()) -> i
         _repeat=(i._prev_t.notnull() & (gap <= settings.repeat_days * DAY)).cast("int64"),
         _long=(i.wait_seconds > settings.long_wait_seconds).fill_null(False).cast("int64"),
     )
-    key = order_key(i.started_at, i.interaction_id)
-    c = i.group_by(case_id=i._case).aggregate(
-        profile_id=first(i.profile_id, key, skip_null=True), topic=first(i._topic, key), channel=first(i._ch, key),
-        opened_at=i.started_at.min(), closed_at=i.started_at.max(), contacts=i.count(), channels=i._ch.nunique(),
+    # The first contact's topic and channel come from one arg_min of a struct (one comparison per row).
+    opening = first(ibis.struct({"topic": i.topic, "channel": i._ch}), order_key(i.started_at, i.interaction_id))
+    c = i.group_by(["source", "_k"]).aggregate(
+        profile_id=i.profile_id.max(), _first=opening,
+        opened_at=i.started_at.min(), closed_at=i.started_at.max(), contacts=i.count(),
         channel_switches=i._switch.sum(), repeat_contacts=i._repeat.sum(), transfers=i.transfers.fill_null(0).sum(),
         _resolved=i.resolved.cast("int64").max(), long_waits=i._long.sum(), wait_seconds=i.wait_seconds.sum(),
         max_wait_seconds=i.wait_seconds.max(),
     )
+    c = c.mutate(case_id=c.source + ":" + c._k, topic=c._first["topic"].lower().fill_null("other"),
+                 channel=c._first["channel"]).drop("source", "_k", "_first")
     c = c.mutate(unresolved=(1 - c._resolved.fill_null(1)).cast("int64")).drop("_resolved")
     wt = ibis.window(group_by=[c.profile_id, c.topic], order_by=[c.opened_at, c.case_id])
     prev_closed = c.closed_at.lag().over(wt)
