@@ -95,7 +95,8 @@ def read_path_file(file: str | Path, *, path_column: str = "path", conversions_c
         options = "" if reader == "read_parquet" else ", header = true, all_varchar = true"
         try:
             literal = "'" + str(file).replace("'", "''") + "'"
-            con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {reader}({literal}{options})")
+            # Read once into a table: every check below and the grouping then scan memory, not the file.
+            con.execute(f"CREATE TEMP TABLE src AS SELECT * FROM {reader}({literal}{options})")
             columns = [r[0] for r in con.sql("DESCRIBE src").fetchall()]
         except duckdb.Error as exc:
             raise IngestError(f"Path file {file} cannot be read as {'Parquet' if reader == 'read_parquet' else 'CSV'}: "
@@ -119,13 +120,17 @@ def read_path_file(file: str | Path, *, path_column: str = "path", conversions_c
                 numbers.append(f"0.0 AS {role}")
                 continue
             col = _quote(name)
-            bad = con.sql(f"SELECT row_number() OVER () + 1 AS line, {col} FROM src").filter(
-                f"{col} IS NOT NULL AND (TRY_CAST({col} AS DOUBLE) IS NULL OR TRY_CAST({col} AS DOUBLE) < 0)").limit(1).fetchall()
+            bad = con.sql(f"SELECT min(rowid) + 2 AS line, arg_min({col}, rowid) FROM src WHERE {col} IS NOT NULL AND "
+                          f"coalesce(TRY_CAST({col} AS DOUBLE) < 0, true)").fetchall()
+            bad = [row for row in bad if row[0] is not None]
             if bad:
                 raise IngestError(f"Path file {file}, line {bad[0][0]}: column {name!r} holds {bad[0][1]!r}; "
                                   "counts and values must be numbers >= 0.")
             numbers.append(f"coalesce(TRY_CAST({col} AS DOUBLE), 0.0) AS {role}")
-        con.execute(f"CREATE TEMP VIEW raw AS SELECT CAST({_quote(path_column)} AS VARCHAR) AS path, {', '.join(numbers)} FROM src")
+        # Identical path texts are merged before they are split, so the lists are built once per distinct text.
+        con.execute(f"CREATE TEMP TABLE raw AS SELECT path, sum(conversions) AS conversions, sum(nulls) AS nulls, "
+                    f"sum(value) AS value FROM (SELECT CAST({_quote(path_column)} AS VARCHAR) AS path, {', '.join(numbers)} "
+                    f"FROM src) GROUP BY path")
         return _normalize(con, "raw", separator, f"Path file {file}")
     finally:
         con.close()
