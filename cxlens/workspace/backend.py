@@ -7,7 +7,9 @@ Everything above this module speaks Ibis expressions; the few things Ibis leaves
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,11 +86,7 @@ class DuckDBBackend(Backend):
 
     def __init__(self, path: str | Path, *, read_only: bool = False, memory_limit: str | None = None):
         self.path = Path(path)
-        try:
-            self.con = ibis.duckdb.connect(str(self.path), read_only=read_only,
-                                           storage_compatibility_version="latest")
-        except Exception as exc:  # duckdb raises IOException for locks and unreadable files
-            raise WorkspaceError(_explain_open_error(self.path, exc)) from None
+        self.con = _connect_waiting(self.path, read_only)
         self.raw = self.con.con
         self.raw.execute("SET TimeZone = 'UTC'")
         # Never print DuckDB's own bar; the CLI turns tracking on when it shows one (it costs ~5%).
@@ -167,14 +165,38 @@ class SparkBackend(Backend):
         frame.select(*target).write.insertInto(name)
 
 
-def _explain_open_error(path: Path, exc: Exception) -> str:
+LOCK_WAIT_ENV = "CXLENS_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 10.0
+"""Seconds an open waits for another process's lock: DuckDB allows one writing process per file,
+and `cxlens serve` holds it only for a moment per load, so a CLI command waits instead of failing."""
+
+
+def _connect_waiting(path: Path, read_only: bool) -> Any:
+    """Connect, retrying while another process holds the file's lock (up to CXLENS_LOCK_WAIT s)."""
+    try:
+        wait = float(os.environ.get(LOCK_WAIT_ENV) or DEFAULT_LOCK_WAIT)
+    except ValueError:
+        wait = DEFAULT_LOCK_WAIT
+    deadline = time.monotonic() + max(wait, 0.0)
+    pause = 0.02
+    while True:
+        try:
+            return ibis.duckdb.connect(str(path), read_only=read_only, storage_compatibility_version="latest")
+        except Exception as exc:  # noqa: BLE001 - duckdb raises IOException for locks and unreadable files
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise WorkspaceError(_explain_open_error(path, exc, wait)) from None
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+
+
+def _explain_open_error(path: Path, exc: Exception, waited: float = 0.0) -> str:
     text = str(exc)
     if "lock" in text.lower():
         pid = re.search(r"PID (\d+)", text)
         who = f" (process {pid.group(1)})" if pid else ""
         return (
-            f"The workspace {path} is in use by another cxlens process{who}; "
-            "wait for it to finish or stop it, then try again."
+            f"The workspace {path} is busy: it is in use by another cxlens process{who}, which kept it "
+            f"for more than {waited:g} s; wait for it to finish or stop it, then try again (or raise {LOCK_WAIT_ENV})."
         )
     if not path.parent.exists():
         return f"Cannot create the workspace {path}: the folder {path.parent} does not exist."
