@@ -297,3 +297,31 @@ def test_the_snippet_in_docs_attribution_runs_and_prints_what_it_says(capsys: py
     monkeypatch.chdir(REPO)
     exec(compile(block, "docs/attribution.md", "exec"), {})  # noqa: S102 - the docs' own example
     assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_report_section_channels_by_models(ws_file: Path, data: dict[str, pd.DataFrame], tmp_path: Path) -> None:
+    from cxlens.report.attribution import (
+        REPORT_MODELS,
+        attribution_chart,
+        summarize_attribution,
+    )
+
+    with Workspace.open(ws_file) as ws:
+        summary = summarize_attribution(ws, "$")
+    paths, _, unattributed = reference_paths(data, "channel")
+    linear = reference_linear(paths)
+    total = sum(v[0] for v in paths.values())
+    rows = {r["channel"]: r for r in summary.conversions}
+    assert set(rows) == set(linear)
+    for channel, (conv, _) in linear.items():
+        assert rows[channel]["linear"] == f"{100 * conv / total:.1f}%"
+        assert summary.shares is not None and summary.shares.loc[channel, "linear"] == pytest.approx(conv / total)
+    assert summary.headline["conversions"] == f"{total:,.0f}"
+    assert summary.headline["unattributed"].startswith(f"{unattributed:,} of ")
+    assert {r["channel"] for r in summary.roi} == {"email", "paid"} and "tv" in (summary.note or "")
+    assert {r["kind"] for r in summary.personalized} <= {"personalized", "generic", NO_CAMPAIGN}
+    fig = attribution_chart(summary)
+    assert fig is not None and [t.name for t in fig.data][4] == "Markov (exact)" and len(fig.data) == len(REPORT_MODELS)
+    with Workspace.open(tmp_path / "empty.duckdb") as ws:
+        empty = summarize_attribution(ws, "$")
+    assert empty.note is not None and empty.note.startswith("No orders") and attribution_chart(empty) is None
