@@ -325,3 +325,18 @@ def test_report_section_channels_by_models(ws_file: Path, data: dict[str, pd.Dat
     with Workspace.open(tmp_path / "empty.duckdb") as ws:
         empty = summarize_attribution(ws, "$")
     assert empty.note is not None and empty.note.startswith("No orders") and attribution_chart(empty) is None
+
+
+def test_the_same_order_id_in_two_sources_is_two_conversions(ws: Workspace) -> None:
+    at = pd.Timestamp("2025-03-01")
+    write_table(ws, "events", pd.DataFrame({
+        "event_id": ["e1", "e2"], "occurred_at": [at, at + 5 * DAY], "event_type": ["page_view", "page_view"],
+        "session_id": ["s1", "s2"], "profile_id": ["p", "p"], "customer_id": ["p", "p"], "source": ["web", "web"],
+        "utm_medium": ["cpc", None]}))
+    write_table(ws, "orders", pd.DataFrame({
+        "order_id": ["1001", "1001"], "source": ["shop", "pos"], "profile_id": ["p", "p"], "customer_id": ["p", "p"],
+        "ordered_at": [at + DAY, at + 6 * DAY], "revenue": [10.0, 30.0], "status": ["completed", None]}))
+    with Journeys(ws) as journeys:
+        built = journeys.paths("channel")
+    assert as_dict(built.paths) == {("paid",): [1.0, 0.0, 10.0], ("direct",): [1.0, 0.0, 30.0]}
+    assert built.unattributed_orders == 0

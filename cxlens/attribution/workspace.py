@@ -100,7 +100,8 @@ def conversions(ws: Any) -> ir.Table:
     o = ws.table("orders")
     o = o.filter(o.profile_id.notnull() & (o.status.isnull() | (o.status == "completed")))
     prev = o.ordered_at.lag().over(group_by=o.profile_id, order_by=[o.ordered_at, o.order_id])
-    return o.select(profile_id=o.profile_id, conv_id=o.order_id, conv_ts=o.ordered_at,
+    # order_id is unique within a source only: two exports may both have an order "1001".
+    return o.select(profile_id=o.profile_id, conv_id=o.source.fill_null("") + ":" + o.order_id, conv_ts=o.ordered_at,
                     revenue=o.revenue.cast("float64").fill_null(0.0), prev_ts=prev)
 
 
