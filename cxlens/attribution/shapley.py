@@ -70,7 +70,8 @@ def shapley(paths: PathCounts, *, max_channels: int = MAX_CHANNELS) -> Attributi
                        "FROM paths WHERE conversions > 0 OR value <> 0 GROUP BY s").fetchall()
     finally:
         con.close()
-    channels = paths.channels()
+    # Channels seen only on non-converting paths add nothing to any v(S): they get 0 without a bit of their own.
+    channels = sorted({c for s, _, _ in sets for c in s})
     n = len(channels)
     if n > max_channels:
         raise StatsError(f"Shapley attribution over {n} channels needs 2^{n} coalitions; it supports at most "
@@ -81,5 +82,6 @@ def shapley(paths: PathCounts, *, max_channels: int = MAX_CHANNELS) -> Attributi
     value = np.array([v for _, _, v in sets], dtype=float)
     phi_c = shapley_values(n, coalition_values(n, masks, conversions)) if n else np.zeros(0)
     phi_v = shapley_values(n, coalition_values(n, masks, value)) if n else np.zeros(0)
-    credits = {c: (phi_c[i], phi_v[i]) for i, c in enumerate(channels)}
+    credits = {c: (0.0, 0.0) for c in paths.channels()}
+    credits.update({c: (phi_c[i], phi_v[i]) for i, c in enumerate(channels)})
     return make_result("shapley", credits, paths.total_conversions, paths.total_value, extra={"coalitions": 1 << n})
