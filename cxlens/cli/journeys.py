@@ -178,7 +178,7 @@ def map_command(
     format: Annotated[Format, FORMAT_OPTION] = Format.table,
 ) -> None:
     """The journey map: touchpoints by experience (linked answers, 0-1), friction and drop-off; the
-    micro-journeys (support cases, visits) whose customers churn the most more than the rest.
+    micro-journeys (support cases, visits) whose customers churn more than the others, largest effect first.
 
     Examples:
 
