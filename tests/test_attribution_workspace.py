@@ -135,7 +135,8 @@ def reference_touches(data: dict[str, pd.DataFrame], by: str) -> pd.DataFrame:
     elif by == "campaign":
         t["key"] = t.campaign.fillna(NO_CAMPAIGN)
     else:
-        t["key"] = [NO_CAMPAIGN if pd.isna(v) else ("personalized" if v else "generic") for v in t.personalized]
+        kind = [NO_CAMPAIGN if pd.isna(v) else ("personalized" if v else "generic") for v in t.personalized]
+        t["key"] = kind if by == "personalized" else [f"{c} / {k}" for c, k in zip(t.channel, kind, strict=True)]
     return t[["profile_id", "ts", "key"]].sort_values(["profile_id", "ts", "key"]).reset_index(drop=True)
 
 
@@ -189,7 +190,7 @@ def as_dict(counts) -> dict[tuple[str, ...], list[float]]:
 
 # --- tests --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("by", ["channel", "campaign", "personalized"])
+@pytest.mark.parametrize("by", ["channel", "campaign", "personalized", "channel-personalized"])
 def test_paths_equal_a_pandas_computation(journeys: Journeys, data: dict[str, pd.DataFrame], by: str) -> None:
     expected, _, unattributed = reference_paths(data, by)
     built = journeys.paths(by)  # type: ignore[arg-type]
@@ -255,6 +256,11 @@ def test_cli_on_the_workspace_linear_roi_and_personalized(cli_file: Path, data: 
             on_paths[kind] += conv + nulls
     assert {k: r["touches"] for k, r in personal.items()} == pytest.approx(on_paths)
     assert len(touches) >= sum(on_paths.values())
+    within = reference_linear(reference_paths(data, "channel-personalized")[0])
+    got_within = {f"{r['channel']} / {r['kind']}": (r["conversions"], r["revenue"]) for r in doc["personalized_by_channel"]}
+    assert set(got_within) == set(within) and {"email / personalized", "email / generic"} <= set(within)
+    for key, values in within.items():
+        assert got_within[key] == pytest.approx(values)
 
 
 def test_cli_markov_by_campaign_matches_the_library(cli_file: Path) -> None:
@@ -320,6 +326,8 @@ def test_report_section_channels_by_models(ws_file: Path, data: dict[str, pd.Dat
     assert summary.headline["unattributed"].startswith(f"{unattributed:,} of ")
     assert {r["channel"] for r in summary.roi} == {"email", "paid"} and "tv" in (summary.note or "")
     assert {r["kind"] for r in summary.personalized} <= {"personalized", "generic", NO_CAMPAIGN}
+    assert {(r["channel"], r["kind"]) for r in summary.personalized_by_channel} == {
+        ("email", "personalized"), ("email", "generic"), ("paid", "generic")}
     fig = attribution_chart(summary)
     assert fig is not None and [t.name for t in fig.data][4] == "Markov (exact)" and len(fig.data) == len(REPORT_MODELS)
     with Workspace.open(tmp_path / "empty.duckdb") as ws:

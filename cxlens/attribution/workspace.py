@@ -36,8 +36,10 @@ from cxlens.attribution.result import AttributionResult, make_result
 from cxlens.errors import NotFoundError, UsageError
 from cxlens.semantic.sessions import build_sessions, channel_group
 
-By = Literal["channel", "campaign", "personalized"]
-BY: tuple[str, ...] = ("channel", "campaign", "personalized")
+By = Literal["channel", "campaign", "personalized", "channel-personalized"]
+BY: tuple[str, ...] = ("channel", "campaign", "personalized", "channel-personalized")
+KIND_SEPARATOR = " / "
+"""Joins channel and kind in the channel-personalized grouping, e.g. "email / personalized"."""
 CLICK_EVENTS = ("message_clicked", "ad_click")
 LANDING_SECONDS = 1_800
 """A session starting this soon after a click is the click's landing; the click is then no separate touch."""
@@ -59,7 +61,8 @@ class WorkspacePaths:
 
 def _check_by(by: str) -> None:
     if by not in BY:
-        raise UsageError(f"Attribution cannot group touches by {by!r}; choose channel, campaign or personalized.")
+        raise UsageError(f"Attribution cannot group touches by {by!r}; choose channel, campaign, personalized or "
+                         "channel-personalized.")
 
 
 def _campaign_lookup(events: ir.Table) -> ir.Table:
@@ -141,15 +144,19 @@ class Journeys:
         self.release()
 
     def keyed(self, by: By = "channel") -> ir.Table:
-        """(profile_id, ts, key): key is the touch's channel group, campaign, or personalized/generic."""
+        """(profile_id, ts, key): key is the touch's channel group, campaign, personalized/generic, or both
+        channel and kind ("email / personalized")."""
         _check_by(by)
         t = self.touches
+        kind = ibis.cases((t.personalized, "personalized"), (~t.personalized, "generic"), else_=NO_CAMPAIGN)
         if by == "channel":
             key = t.channel
         elif by == "campaign":
             key = t.campaign.fill_null(NO_CAMPAIGN)
+        elif by == "personalized":
+            key = kind
         else:
-            key = ibis.cases((t.personalized, "personalized"), (~t.personalized, "generic"), else_=NO_CAMPAIGN)
+            key = t.channel + KIND_SEPARATOR + kind
         return t.select("profile_id", "ts", key=key)
 
     def assigned(self, by: By = "channel") -> ir.Table:
@@ -227,25 +234,35 @@ class Journeys:
         return AttributionResult(model=result.model, total_conversions=result.total_conversions,
                                  total_revenue=result.total_revenue, channels=result.channels, extra=extra)
 
-    def personalized(self, model: str, *, order: int = 1, half_life_days: float = 7.0) -> list[dict[str, Any]]:
+    def personalized(self, model: str, *, order: int = 1, half_life_days: float = 7.0,
+                     within_channels: bool = False) -> list[dict[str, Any]]:
         """Credited conversions and revenue of personalized, generic and campaign-less touches under one model.
 
         Touches are counted over all paths (converting or not), so the credit per 100 touches compares
-        the two kinds of content on an equal footing even when one is sent far more often.
+        the two kinds of content on an equal footing even when one is sent far more often. With
+        `within_channels` the touches are told apart by channel and kind together (email
+        personalized vs email generic), so a kind is not credited for the channel it is mostly sent in.
         """
-        built = self.paths("personalized")
-        result = self.attribute(model, order=order, by="personalized", half_life_days=half_life_days, built=built)
+        by: By = "channel-personalized" if within_channels else "personalized"
+        built = self.paths(by)
+        result = self.attribute(model, order=order, by=by, half_life_days=half_life_days, built=built)
         counts = touch_counts(built.paths)
-        return [{"kind": c.channel, "touches": counts.get(c.channel, 0.0),
-                 **{k: v for k, v in c.to_dict().items() if k != "channel"},
-                 "conversions_per_100_touches": 100 * c.conversions / counts[c.channel] if counts.get(c.channel) else None}
-                for c in result.channels]
+        rows = []
+        for c in result.channels:
+            where = {"kind": c.channel}
+            if within_channels:
+                channel, kind = c.channel.split(KIND_SEPARATOR, 1)
+                where = {"channel": channel, "kind": kind}
+            rows.append({**where, "touches": counts.get(c.channel, 0.0),
+                         **{k: v for k, v in c.to_dict().items() if k != "channel"},
+                         "conversions_per_100_touches": 100 * c.conversions / counts[c.channel] if counts.get(c.channel) else None})
+        return rows
 
     def costs(self, by: By = "channel") -> dict[str, float]:
         """Media and personalization costs per campaign, or per channel group (the group most of the cost's
         campaign's touches have; else the cost's own channel read as a medium, e.g. paid_search -> paid)."""
         ws = self.ws
-        if "costs" not in ws.backend.tables() or by == "personalized":
+        if "costs" not in ws.backend.tables() or by not in ("channel", "campaign"):
             return {}
         k = ws.table("costs")
         k = k.filter(k.kind.lower().isin(COST_KINDS))

@@ -81,7 +81,8 @@ def attribution_command(
 
     JSON: {model, total_conversions, total_revenue, channels: [{channel, conversions, revenue, share,
     removal_effect (markov)}], ...}; on the workspace also roi (channels or campaigns with media or
-    personalization costs), personalized (personalized vs generic touches) and unattributed_conversions.
+    personalization costs), personalized (personalized vs generic touches), personalized_by_channel (the same
+    within each channel) and unattributed_conversions.
 
     Examples:
 
@@ -119,8 +120,11 @@ def _workspace(ctx: typer.Context, model: str, order: int, by: str, lookback_day
         result = journeys.attribute(model, order=order, by=by, half_life_days=half_life)  # type: ignore[arg-type]
         roi_rows, unmatched = roi(result, journeys.costs(by))  # type: ignore[arg-type]
         personal = journeys.personalized(model, order=order, half_life_days=half_life) if by == "channel" else []
+        within = (journeys.personalized(model, order=order, half_life_days=half_life, within_channels=True)
+                  if by == "channel" else [])
     if format is Format.json:
-        print_json({**result.to_dict(), "roi": roi_rows, "unmatched_costs": unmatched, "personalized": personal})
+        print_json({**result.to_dict(), "roi": roi_rows, "unmatched_costs": unmatched, "personalized": personal,
+                    "personalized_by_channel": within})
         return
     print_rows(_channel_rows(result, by), title=_title(result) + f" by {by}")
     extra = result.extra
@@ -136,6 +140,11 @@ def _workspace(ctx: typer.Context, model: str, order: int, by: str, lookback_day
         print_rows([{"touches": r["kind"], "count": r["touches"], "conversions": r["conversions"], "revenue": r["revenue"],
                      "share": _pct(r["share"]), "conversions per 100 touches": r["conversions_per_100_touches"]}
                     for r in personal], title="Personalized vs generic touches")
+    if within:
+        print_rows([{"channel": r["channel"], "touches": r["kind"], "count": r["touches"], "conversions": r["conversions"],
+                     "revenue": r["revenue"], "conversions per 100 touches": r["conversions_per_100_touches"]}
+                    for r in within if r["kind"] != "(no campaign)"],
+                   title="Personalized vs generic touches within each channel")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 The workspace's conversion paths (docs/attribution.md) are built once and credited by first touch,
 last touch, linear, position-based (40/20/40), the exact order-1 Markov chain and Shapley values,
 so a reader sees where the models agree and where the credit depends on the model chosen.
-Personalized and generic touches and the ROI of channels with media or personalization costs are
+Personalized and generic touches (overall and within each channel) and the ROI of channels with media or personalization costs are
 credited by the Markov model. Numbers are formatted here; the template lays them out.
 """
 
@@ -38,6 +38,8 @@ class AttributionSummary:
     conversions: list[dict[str, str]] = field(default_factory=list)
     revenue: list[dict[str, str]] = field(default_factory=list)
     personalized: list[dict[str, str]] = field(default_factory=list)
+    personalized_by_channel: list[dict[str, str]] = field(default_factory=list)
+    """Personalized vs generic touches within each channel that has campaign touches (email personalized vs email generic)."""
     roi: list[dict[str, str]] = field(default_factory=list)
     shares: pd.DataFrame | None = None
     note: str | None = None
@@ -46,7 +48,7 @@ class AttributionSummary:
 def summarize_attribution(ws: Any, currency: str, *, lookback_days: float = LOOKBACK_DAYS) -> AttributionSummary:
     """Credit the workspace's conversions with every report model; a workspace without journeys gets a note."""
     from cxlens.attribution import attribute
-    from cxlens.attribution.workspace import Journeys, roi
+    from cxlens.attribution.workspace import NO_CAMPAIGN, Journeys, roi
 
     tables = ws.backend.tables()
     for name, what in (("orders", "orders (conversions)"), ("events", "sessions (web or app events)")):
@@ -61,6 +63,7 @@ def summarize_attribution(ws: Any, currency: str, *, lookback_days: float = LOOK
             results = {m: attribute(built.paths, m) for m in REPORT_MODELS}
             rows, unmatched = roi(results["markov"], journeys.costs("channel"))
             personal = journeys.personalized("markov")
+            within = journeys.personalized("markov", within_channels=True)
     except CxlensError as exc:
         return AttributionSummary(note=f"Attribution could not be computed: {exc}")
     markov = results["markov"]
@@ -84,6 +87,11 @@ def summarize_attribution(ws: Any, currency: str, *, lookback_days: float = LOOK
                      "conversions": format_value(r["conversions"], "count"),
                      "revenue": format_value(r["revenue"], "currency", currency), "share": format_value(r["share"], "share"),
                      "per_100_touches": format_value(r["conversions_per_100_touches"], "number")} for r in personal]
+    personalized_by_channel = [
+        {"channel": r["channel"], "kind": r["kind"], "touches": f"{r['touches']:,.0f}",
+         "conversions": format_value(r["conversions"], "count"), "revenue": format_value(r["revenue"], "currency", currency),
+         "per_100_touches": format_value(r["conversions_per_100_touches"], "number")}
+        for r in sorted(within, key=lambda r: (r["channel"], r["kind"])) if r["kind"] != NO_CAMPAIGN]
     roi_rows = [{"channel": r["channel"], "cost": format_value(r["cost"], "currency", currency),
                  "revenue": format_value(r["revenue"], "currency", currency), "roi": format_value(r["roi"], "share")}
                 for r in rows]
@@ -94,7 +102,7 @@ def summarize_attribution(ws: Any, currency: str, *, lookback_days: float = LOOK
         note = "Costs matched to no credited channel: " + ", ".join(
             f"{k} {format_value(v, 'currency', currency)}" for k, v in unmatched.items()) + "."
     return AttributionSummary(headline=headline, conversions=conversions, revenue=revenue, personalized=personalized,
-                              roi=roi_rows, shares=shares, note=note)
+                              personalized_by_channel=personalized_by_channel, roi=roi_rows, shares=shares, note=note)
 
 
 def attribution_chart(summary: AttributionSummary) -> go.Figure | None:
