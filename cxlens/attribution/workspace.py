@@ -108,6 +108,16 @@ def conversions(ws: Any) -> ir.Table:
                     revenue=o.revenue.cast("float64").fill_null(0.0), prev_ts=prev)
 
 
+def _ordered_path(t: ir.Table) -> ir.StringScalar:
+    """The group's keys in time order (ties by key) joined by PATH_SEPARATOR.
+
+    Sorting collected (ts, key) structs runs on DuckDB and Spark alike; an ordered string_agg
+    (group_concat with order_by) is not supported by Ibis' Spark compiler.
+    """
+    touches = ibis.struct({"ts": t.ts, "key": t.key}).collect().sort()
+    return touches.map(lambda s: s.key).join(PATH_SEPARATOR)
+
+
 def _empty_paths() -> PathCounts:
     return PathCounts(pa.table({"channels": pa.array([], pa.list_(pa.string())), "conversions": pa.array([], pa.float64()),
                                 "nulls": pa.array([], pa.float64()), "value": pa.array([], pa.float64())}))
@@ -182,12 +192,11 @@ class Journeys:
     def paths(self, by: By = "channel") -> WorkspacePaths:
         """Path counts (distinct paths with conversions, nulls and revenue), built in the engine."""
         a = self.assigned(by)
-        conv = a.group_by(["profile_id", "conv_id"]).aggregate(
-            path=a.key.group_concat(PATH_SEPARATOR, order_by=[a.ts, a.key]), revenue=a.revenue.max())
+        conv = a.group_by(["profile_id", "conv_id"]).aggregate(path=_ordered_path(a), revenue=a.revenue.max())
         conv = conv.group_by("path").aggregate(conversions=conv.count().cast("float64"), nulls=ibis.literal(0.0),
                                                value=conv.revenue.sum().cast("float64"))
         n = self.non_converting(by)
-        nul = n.group_by("profile_id").aggregate(path=n.key.group_concat(PATH_SEPARATOR, order_by=[n.ts, n.key]))
+        nul = n.group_by("profile_id").aggregate(path=_ordered_path(n))
         nul = nul.group_by("path").aggregate(conversions=ibis.literal(0.0), nulls=nul.count().cast("float64"),
                                              value=ibis.literal(0.0))
         counts = ibis.union(conv, nul).to_pyarrow()
