@@ -23,11 +23,14 @@ import numpy as np
 import pandas as pd
 
 from cxlens.journeys.friction import FrictionSettings, case_features, churn_window
+from cxlens.journeys.paths import joined_steps, step_columns
 from cxlens.journeys.touchpoints import build_touchpoints, case_key
 from cxlens.semantic.ordered import last, order_key
 from cxlens.workspace.schema import SURVEY_SCALES
 
 Z95 = 1.959963984540054
+CASE_STEPS = 6
+"""Channel changes written out per case; a longer case ends in "> …"."""
 TOUCHPOINT_COLUMNS = ["touchpoint", "occurrences", "profiles", "answers", "experience", "friction_share", "drop_off"]
 MICRO_COLUMNS = ["micro_journey", "kind", "customers", "churned", "churn_rate", "churn_rate_without", "effect", "ci_low",
                  "ci_high"]
@@ -125,13 +128,16 @@ def micro_journey_table(ws: Any, tp: ir.Table) -> ir.Table:
         i = i.filter(i.profile_id.notnull()).mutate(_case=case_key(i), _ch=i.channel.lower())
         w = ibis.window(group_by=i._case, order_by=[i.started_at, i.interaction_id])
         i = i.mutate(_prev=i._ch.lag().over(w))
+        # The outcome comes from every contact; the channel path from the contacts where the channel changes.
+        res = i.group_by(_rc="_case").aggregate(_res=i.resolved.cast("int64").max())
         i = i.filter(i._prev.isnull() | (i._prev != i._ch))
-        cases = i.group_by("_case").aggregate(
-            profile_id=i.profile_id.max(), _path=i._ch.collect(order_by=[i.started_at, i.interaction_id]),
-            _res=i.resolved.cast("int64").max())
+        i = i.mutate(_pos=ibis.row_number().over(ibis.window(group_by=i._case, order_by=[i.started_at, i.interaction_id])) + 1)
+        cases = i.group_by("_case").aggregate(profile_id=i.profile_id.max(), _n=i.count(),
+                                              **step_columns(i._ch, i._pos, CASE_STEPS))
+        cases = cases.join(res, cases._case == res._rc)
+        path = joined_steps(cases, CASE_STEPS) + ibis.ifelse(cases._n > CASE_STEPS, " > …", "")
         outcome = ibis.ifelse(cases._res.fill_null(1) == 1, " (resolved)", " (unresolved)")
-        parts.append(cases.select("profile_id", micro_journey="support: " + cases._path.join(" > ") + outcome,
-                                  kind=ibis.literal("case")))
+        parts.append(cases.select("profile_id", micro_journey="support: " + path + outcome, kind=ibis.literal("case")))
     s = tp.filter(tp.session_id.notnull())
     t = s.touchpoint
     visits = s.group_by("session_id").aggregate(

@@ -86,6 +86,23 @@ def path_steps(ws: Any, outcome: Outcome = "conversion", settings: PathSettings 
     return t.mutate(position=(kept - t._back).cast("int64")).drop("_back")
 
 
+def step_columns(step: ir.StringColumn, position: ir.IntegerColumn, n: int) -> dict[str, ir.Scalar]:
+    """Aggregates `_s1` .. `_sN`: the step at each position 1..n of a group.
+
+    Paths are joined from these rather than from an ordered array aggregate, which Spark's Ibis
+    backend does not support: positions are contiguous and at most max_steps, so N columns suffice.
+    """
+    return {f"_s{k}": step.max(where=position == k) for k in range(1, n + 1)}
+
+
+def joined_steps(t: ir.Table, n: int) -> ir.StringValue:
+    """`_s1 > _s2 > …` over the step columns of `step_columns`, stopping at the first missing one."""
+    text = t._s1
+    for k in range(2, n + 1):
+        text = text + ibis.ifelse(t[f"_s{k}"].notnull(), SEPARATOR + t[f"_s{k}"], "")
+    return text
+
+
 def top_paths(ws: Any, outcome: Outcome = "conversion", settings: PathSettings = PathSettings(), *, limit: int = 20,
               touchpoints: ir.Table | None = None) -> pd.DataFrame:
     """(path, profiles, share) for the most common paths to the outcome; share of all such profiles.
@@ -94,8 +111,8 @@ def top_paths(ws: Any, outcome: Outcome = "conversion", settings: PathSettings =
     """
     steps = path_steps(ws, outcome, settings, touchpoints)
     per = steps.group_by("profile_id").aggregate(
-        _arr=steps.step.collect(order_by=steps.position), _steps=steps.steps.max())
-    text = per._arr.join(SEPARATOR)
+        _steps=steps.steps.max(), **step_columns(steps.step, steps.position, settings.max_steps))
+    text = joined_steps(per, settings.max_steps)
     per = per.mutate(path=ibis.ifelse(per._steps > settings.max_steps, ELLIPSIS + SEPARATOR + text, text))
     counts = per.group_by("path").aggregate(profiles=per.count())
     total = counts.profiles.sum().over(ibis.window())
