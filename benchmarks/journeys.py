@@ -15,8 +15,10 @@ materializes the cases there (a temporary table); the pandas side sorts, shifts 
 every measure are compared to show both computed the same thing. Target (issue 6): <= 60 s on
 10M contacts. Not a test: timings depend on the machine.
 
-SECTIONS below lists the timed sections; the Markov attribution section (benchmarks/attribution.py)
-is added there.
+The second section is order-1 Markov attribution on 1M journeys (target <= 15 s): it runs
+benchmarks/attribution.py (its own generated ChannelAttribution-layout path file, cxlens against
+a pandas + numpy.linalg implementation) as a child and prints its report; `--only friction` or
+`--only markov` runs one section.
 """
 
 from __future__ import annotations
@@ -165,9 +167,9 @@ def run_friction_pandas(data: Path) -> dict[str, Any]:
 Section = tuple[str, Callable[[Path], dict[str, Any]], Callable[[Path], dict[str, Any]] | None]
 SECTIONS: dict[str, Section] = {
     "friction": ("friction detection", run_friction_cxlens, run_friction_pandas),
-    # --- Markov attribution section: added here from benchmarks/attribution.py (issue 6: order-1
-    # Markov attribution on 1M paths <= 15 s) as ("markov", (label, run_cxlens, run_reference or None)).
 }
+MARKOV = "markov"
+"""The Markov attribution section: benchmarks/attribution.py run as a child (it generates its own paths)."""
 """name -> (label, cxlens runner, reference runner): each runner takes the data folder and returns
 {"seconds", "rss_mb", "totals", ...}; each runs in its own child process."""
 
@@ -185,7 +187,8 @@ def main() -> None:
     ap.add_argument("--interactions", type=int, default=10_000_000)
     ap.add_argument("--customers", type=int, default=2_000_000)
     ap.add_argument("--skip-pandas", action="store_true", help="Only time cxlens.")
-    ap.add_argument("--only", choices=sorted(SECTIONS), action="append", help="Run only these sections.")
+    ap.add_argument("--only", choices=sorted([*SECTIONS, MARKOV]), action="append", help="Run only these sections.")
+    ap.add_argument("--journeys", type=int, default=1_000_000, help="Paths for the Markov attribution section.")
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -199,6 +202,18 @@ def main() -> None:
         assert runner is not None
         print(json.dumps(runner(args.data)))
         return
+    chosen = args.only or [*SECTIONS, MARKOV]
+    if any(name in SECTIONS for name in chosen):
+        run_sections([n for n in chosen if n in SECTIONS], args)
+    if MARKOV in chosen:
+        print("markov attribution (benchmarks/attribution.py):", flush=True)
+        extra = ["--skip-reference"] if args.skip_pandas else []
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attribution.py"), "--journeys", str(args.journeys), *extra],
+                       check=True)
+
+
+def run_sections(names: list[str], args: argparse.Namespace) -> None:
+    """Generate the support contacts once and time each chosen section on both sides."""
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         # Generated in a child: Linux keeps a process's peak RSS across exec, so a parent that held
@@ -207,7 +222,7 @@ def main() -> None:
                       "--customers", str(args.customers)])
         print(f"data: {rows['interactions']:,} contacts in {rows['cases']:,} cases of {rows['customers']:,} customers "
               f"(generated in {time.perf_counter() - t0:.0f} s)")
-        for name in args.only or list(SECTIONS):
+        for name in names:
             label, _, ref = SECTIONS[name]
             cx = child(["--run", f"{name}:cxlens", "--data", d])
             print(f"{label}, cxlens (DuckDB): {cx['seconds']:.1f} s, peak RSS {cx['rss_mb'] / 1024:.2f} GiB")

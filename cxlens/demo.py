@@ -59,6 +59,10 @@ class DemoSummary:
     """The personalization experiment's web-shop orders per unit against the planted effect."""
     value: dict[str, Any] = field(default_factory=dict)
     """Customers per value class, predicted CLV, and the HVC label against the simulated truth."""
+    journeys: dict[str, Any] = field(default_factory=dict)
+    """Support friction and what it costs in CES, beside the effects the simulation planted."""
+    attribution: dict[str, Any] = field(default_factory=dict)
+    """Orders credited to channels by the exact Markov model (the report's Attribution section)."""
     report_result: ReportResult | None = field(default=None, repr=False, compare=False)
     """The written report with its numbers (not part of the JSON summary)."""
 
@@ -121,8 +125,27 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
         result = build_report(ws, out / "report.html", on_step=lambda label, done, total: step(f"report: {label}", done, total))
         summary.seconds["report"] = round(time.perf_counter() - t, 2)
         summary.report, summary.headline, summary.report_result = str(result.path), result.headline(), result
+        summary.journeys = _journeys(result.data.journeys, truth["effects"]["effort"])
+        summary.attribution = _attribution(result.data.attribution)
     summary.seconds["total"] = round(sum(summary.seconds.values()), 2)
     return summary
+
+
+def _journeys(j: Any, planted: dict[str, Any]) -> dict[str, Any]:
+    """The report's friction figures (already computed there) beside the CES formula the simulation used."""
+    if j is None or not j.friction:
+        return {}
+    return {"cases": j.headline.get("cases"), "friction_share": j.headline.get("friction_share"),
+            "ces_effects": {r["friction"]: r["effect"] for r in j.friction if r["outcome"] == "CES"},
+            "planted_ces": planted["ces_support"], "costliest_for_churn": j.friction_text}
+
+
+def _attribution(a: Any) -> dict[str, Any]:
+    """The report's Markov credits: orders credited, unattributed orders, each channel's share."""
+    if a is None or not a.headline:
+        return {}
+    return {"credited_orders": a.headline["conversions"], "unattributed": a.headline["unattributed"],
+            "markov_shares": {r["channel"]: r["markov"] for r in a.conversions}}
 
 
 def _experiment(ws: Workspace, planted: dict[str, Any]) -> dict[str, Any]:

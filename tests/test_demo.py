@@ -95,3 +95,21 @@ def test_demo_values_customers_and_writes_the_tables(demo) -> None:
     assert tuple(s.value["classes"].values()) == classes
     assert s.value["clv_52w"] == pytest.approx(clv[0], abs=0.01) and clv[1] > 100
     assert 0 <= s.value["hvc_precision"] <= 1 and 0 <= s.value["hvc_recall"] <= 1
+
+
+def test_demo_reports_journeys_friction_and_attribution(demo) -> None:
+    """The report gains the Journeys and Attribution sections with their charts; the demo summary
+    carries the friction costs beside the planted CES formula and the exact Markov credits."""
+    s, _ = demo
+    html = Path(s.report).read_text()
+    for anchor in ('<section id="journeys">', '<section id="attribution">', 'id="journeys-sankey"', 'id="journeys-funnel"',
+                   'id="attribution-models"', 'href="#attribution"'):
+        assert anchor in html, anchor
+    j, a = s.journeys, s.attribution
+    assert j["ces_effects"]["Repeat contacts"].startswith("−")  # each extra contact lowers CES (planted −0.9)
+    assert "0.9*(contacts-1)" in j["planted_ces"]
+    shares = [float(v.rstrip("%")) for v in a["markov_shares"].values()]
+    assert len(shares) >= 3 and sum(shares) == pytest.approx(100.0, abs=0.1 * len(shares))
+    credited = int(a["credited_orders"].replace(",", ""))
+    unattributed, total = (int(x.replace(",", "")) for x in a["unattributed"].split(" orders")[0].split(" of "))
+    assert credited + unattributed == total

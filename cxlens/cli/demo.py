@@ -77,6 +77,19 @@ def demo_command(
             f"{v['hvc_recall']:.0%} against the simulated truth), {c['lapsing_hvc']:,} of them lapsing, "
             f"{c['emerging_hvc']:,} emerging, {c['high_volume']:,} high-volume; evidence per customer: cxlens hvc."
         )
+    j = s.journeys
+    if j.get("ces_effects"):
+        ces = j["ces_effects"]
+        console.print(
+            f"Journeys: {j['cases']} support cases, {j['friction_share']} with friction; CES per unresolved case "
+            f"{ces.get('Left unresolved', '—')}, per repeat contact {ces.get('Repeat contacts', '—')}, per transfer "
+            f"{ces.get('Transfers', '—')} (the simulation used CES = {j['planted_ces']}). {j.get('costliest_for_churn') or ''}"
+        )
+    a = s.attribution
+    if a.get("markov_shares"):
+        shares = ", ".join(f"{c} {v}" for c, v in list(a["markov_shares"].items())[:4])
+        console.print(f"Attribution (exact Markov): {a['credited_orders']} orders credited ({shares}, ...); "
+                      f"{a['unattributed']} had no touch in the 30 days before. Other models: cxlens attribution --model.")
     console.print(f"Report: [bold]{s.report}[/]  (open it in a browser; it works offline)")
     ws = s.workspace
     console.print(
@@ -89,6 +102,8 @@ def demo_command(
         f"  cxlens -w {ws} experiment analyze {e.get('experiment_id', 'perso-2025')} --by channel\n"
         f"  cxlens -w {ws} roi {e.get('experiment_id', 'perso-2025')}\n"
         f"  cxlens -w {ws} hvc --limit 5\n"
+        f"  cxlens -w {ws} journeys friction\n"
+        f"  cxlens -w {ws} attribution --model shapley\n"
         f"  cxlens -w {ws} clv fit --calibration-end <a date 3 months before the last order>\n"
         f"  cxlens -w {ws} report --grain quarter --out {Path(s.out_dir) / 'report-quarterly.html'}\n"
         f"  duckdb {ws}   (with the DuckDB CLI: every table is plain SQL)"

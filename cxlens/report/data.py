@@ -20,6 +20,7 @@ import pandas as pd
 from cxlens import __version__
 from cxlens.errors import CxlensError, UsageError
 from cxlens.report import periods
+from cxlens.report.attribution import AttributionSummary, summarize_attribution
 from cxlens.report.experiments import (
     ContentSummary,
     ExperimentSummary,
@@ -27,6 +28,7 @@ from cxlens.report.experiments import (
     summarize_experiments,
 )
 from cxlens.report.formatting import currency_prefix
+from cxlens.report.journeys import JourneysSummary, summarize_journeys
 from cxlens.report.tiles import Comparison, Tile, tile_from_series
 from cxlens.report.value import ValueSummary, summarize_value
 from cxlens.semantic import Catalog, Measurer
@@ -107,6 +109,8 @@ class ReportData:
     experiments: list[ExperimentSummary] = field(default_factory=list)
     content: ContentSummary | None = None
     value: ValueSummary | None = None
+    attribution: AttributionSummary | None = None
+    journeys: JourneysSummary | None = None
     version: str = __version__
 
     @property
@@ -187,7 +191,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     metrics = list(catalog.metrics.values())
     breakdowns = [b for b in BREAKDOWNS if b.metric in catalog.metrics
                   and b.by in catalog.dimensions_for(catalog.metrics[b.metric])]
-    total = len(metrics) + len(breakdowns) + 3 + (len(metrics) if options.baseline else 0)
+    total = len(metrics) + len(breakdowns) + 5 + (len(metrics) if options.baseline else 0)
     done = 0
     series: dict[SeriesKey, pd.DataFrame] = {}
     errors: dict[SeriesKey, str] = {}
@@ -239,6 +243,12 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     step("customer value", done, total)
     value = summarize_value(ws, currency_prefix(currency_of(ws)), catalog)
     done += 1
+    step("attribution", done, total)
+    attribution = summarize_attribution(ws, currency_prefix(currency_of(ws)))
+    done += 1
+    step("journeys and friction", done, total)
+    journeys = summarize_journeys(ws)
+    done += 1
     step("done", total, total)
     notes = {"engagement": why_not} if why_not else {}
     if not catalog.segments:
@@ -249,6 +259,7 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
         tiles=tiles, series=series, breakdowns=cut, engagement=engagement, engagement_period=engagement_period,
         currency=currency_of(ws), generated_at=datetime.now().astimezone().replace(microsecond=0),
         seconds=round(time.perf_counter() - started, 2), left_out=left_out, notes=notes, experiments=experiments, content=content, value=value,
+        attribution=attribution, journeys=journeys,
     )
 
 

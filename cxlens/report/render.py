@@ -17,8 +17,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from cxlens.errors import UsageError
 from cxlens.report import charts, periods
+from cxlens.report.attribution import attribution_chart
 from cxlens.report.data import HEADLINE, ReportData
-from cxlens.report.formatting import format_change, format_delta, format_value, is_number
+from cxlens.report.formatting import (
+    format_change,
+    format_delta,
+    format_value,
+    is_number,
+)
+from cxlens.report.journeys import friction_figure, funnel_figure, sankey_figure
 from cxlens.report.tiles import Tile
 
 CATEGORY_ORDER: tuple[str, ...] = ("Value and loyalty", "Feedback", "Web and funnel", "Messaging", "Engagement",
@@ -138,7 +145,7 @@ def _figures(data: ReportData) -> dict[str, Any]:
     trends = [charts.to_html(charts.trend(t, data.currency_symbol, window), f"trend-{t.metric.id}")
               for t in data.headline() if len(t.points) >= 2]
     sections: dict[str, list[str]] = {"channel": [], "traffic": [], "segment": [], "feedback": [], "engagement": [],
-                                      "value": []}
+                                      "value": [], "attribution": [], "journeys": []}
     for b, frame in data.breakdowns:
         unit = data.catalog.metrics[b.metric].unit
         fig = charts.breakdown(frame, b.by, b.title, b.chart, unit, data.currency_symbol)
@@ -153,6 +160,18 @@ def _figures(data: ReportData) -> dict[str, Any]:
         sections["engagement"].append(charts.to_html(fig, "engagement-distribution"))
     if data.value is not None and data.value.histogram is not None:
         sections["value"].append(charts.to_html(charts.clv_histogram(data.value.histogram, data.currency_symbol), "clv-distribution"))
+    if data.attribution is not None:
+        fig = attribution_chart(data.attribution)
+        if fig is not None:
+            sections["attribution"].append(charts.to_html(fig, "attribution-models"))
+    j = data.journeys
+    if j is not None:
+        if j.sankey is not None and len(j.sankey):
+            sections["journeys"].append(charts.to_html(sankey_figure(j.sankey), "journeys-sankey"))
+        if j.funnel_frame is not None and len(j.funnel_frame):
+            sections["journeys"].append(charts.to_html(funnel_figure(j.funnel_frame), "journeys-funnel"))
+        if j.friction_frame is not None and len(j.friction_frame):
+            sections["journeys"].append(charts.to_html(friction_figure(j.friction_frame), "journeys-friction"))
     return {"trends": trends, **sections}
 
 
