@@ -1,0 +1,200 @@
+"""CLI commands `cxlens serve`, `cxlens keys create|list|revoke` and `cxlens collect flush|status`."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxlens.cli.context import State, open_workspace
+from cxlens.cli.output import Format, console, print_json, print_rows
+
+FORMAT_OPTION = typer.Option("--format", "-f", help="table (for people) or json (for scripts).")
+
+keys_app = typer.Typer(help="API keys of the HTTP service: create, list, revoke.", no_args_is_help=True)
+collect_app = typer.Typer(help="The HTTP service's event spool: load it now, or show its backlog.", no_args_is_help=True)
+
+
+class ScopeChoice(str, enum.Enum):
+    write = "write"
+    read = "read"
+    admin = "admin"
+
+
+def _workspace_path(ctx: typer.Context) -> Path:
+    from cxlens.workspace import default_path
+
+    state: State = ctx.obj if isinstance(ctx.obj, State) else State()
+    return Path(state.workspace_path or default_path()).expanduser().resolve()
+
+
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    source: Annotated[str, typer.Option("--source", help="Source name of collected records (customer ids are namespaced by it).")] = "http",
+    load_interval: Annotated[float, typer.Option("--load-interval", min=0.1, help="Seconds between loads of the spool into the workspace.")] = 3.0,
+    backlog_limit: Annotated[int, typer.Option("--backlog-limit", min=1, help="Spooled events above which collection answers 503.")] = 200_000,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the HTTP service: event collection, the read API and OpenAPI docs at /docs.
+
+    Collected events are fsynced to a spool next to the workspace before the answer and loaded
+    into the workspace every few seconds; the workspace is opened only for each load or read, so
+    other cxlens commands keep working on it. Stop with Ctrl-C (the spool is loaded first).
+
+    Examples:
+
+      cxlens keys create --scope write --name website
+
+      cxlens --workspace shop.duckdb serve --port 8000
+
+      curl -H "Authorization: Bearer $KEY" localhost:8000/v1/metrics
+    """
+    import logging
+
+    import uvicorn
+
+    from cxlens.service import ServiceSettings, create_app
+    from cxlens.workspace import Workspace
+
+    path = _workspace_path(ctx)
+    Workspace.open(path).close()  # creates and migrates it, or says why it cannot
+    settings = ServiceSettings(workspace=path, source=source, load_interval=load_interval, backlog_limit=backlog_limit)
+    level = log_level.upper()
+    logging.basicConfig(level=level, format="%(message)s")
+    console.print(f"cxlens serve: workspace {path}, spool {settings.spool}, http://{host}:{port}/docs", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level=log_level.lower(),
+                timeout_graceful_shutdown=10, log_config=None)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    scope: Annotated[ScopeChoice, typer.Option("--scope", help="write (collect only), read (read only) or admin (manage keys).", show_default=False)],
+    name: Annotated[str | None, typer.Option("--name", help="A name to list and revoke it by (default: scope plus random letters).")] = None,
+    pii: Annotated[bool, typer.Option("--pii", help="Let this read key see raw email and phone values.")] = False,
+    format: Annotated[Format, FORMAT_OPTION] = Format.table,
+) -> None:
+    """Create an API key; it is shown once and stored only as a hash.
+
+    JSON: {"key": "cxk_...", "scope": "write", "name": "website", "pii": false}.
+
+    Examples:
+
+      cxlens keys create --scope write --name website
+
+      cxlens keys create --scope read --pii --format json
+    """
+    from cxlens.service.keys import create_key
+
+    with open_workspace(ctx) as ws:
+        key, record = create_key(ws, scope.value, name, pii=pii)
+    if format is Format.json:
+        print_json({"key": key, "scope": record.scope, "name": record.name, "pii": record.pii})
+        return
+    console.print(f"Created {record.scope} key [bold]{record.name}[/]{' (pii)' if pii else ''}; it is shown only now:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION] = Format.table) -> None:
+    """List keys (never their secrets): name, scope, pii, prefix, created and revoked times.
+
+    Examples:
+
+      cxlens keys list --format json
+    """
+    from cxlens.service.keys import list_keys
+
+    with open_workspace(ctx) as ws:
+        rows = [k.to_dict() for k in list_keys(ws)]
+    if format is Format.json:
+        print_json({"keys": rows})
+        return
+    print_rows(rows, title=f"{len(rows)} keys", columns=("name", "scope", "pii", "prefix", "created_at", "revoked_at"))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    key_or_name: Annotated[str, typer.Argument(help="The key's name, or the key itself.", show_default=False)],
+    format: Annotated[Format, FORMAT_OPTION] = Format.table,
+) -> None:
+    """Revoke a key: a running server refuses it within seconds (401).
+
+    Examples:
+
+      cxlens keys revoke website
+    """
+    from cxlens.service.keys import revoke_key
+
+    with open_workspace(ctx) as ws:
+        record = revoke_key(ws, key_or_name)
+    if format is Format.json:
+        print_json(record.to_dict())
+        return
+    console.print(f"Revoked the {record.scope} key {record.name} ({record.revoked_at:%Y-%m-%d %H:%M:%S} UTC).")
+
+
+@collect_app.command("flush")
+def collect_flush(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option("--source", help="Source name the server collects under (its --source).")] = "http",
+    format: Annotated[Format, FORMAT_OPTION] = Format.table,
+) -> None:
+    """Load every spooled event into the workspace now (safe while the server runs).
+
+    JSON: {"loaded", "duplicates", "quarantined", "batches", "backlog", "seconds"}.
+
+    Examples:
+
+      cxlens collect flush --format json
+    """
+    from cxlens.service.loader import flush
+    from cxlens.service.settings import ServiceSettings
+    from cxlens.service.spool import Spool
+
+    settings = ServiceSettings(workspace=_workspace_path(ctx), source=source)
+    spool = Spool(settings.spool)
+    try:
+        report = flush(settings.workspace, spool, settings.source, batch=settings.load_batch)
+    finally:
+        spool.close()
+    if format is Format.json:
+        print_json(report.to_dict())
+        return
+    console.print(f"Loaded {report.loaded:,} events ({report.duplicates:,} already there, {report.quarantined:,} "
+                  f"quarantined) in {report.seconds:.1f} s; {report.backlog:,} waiting.")
+
+
+@collect_app.command("status")
+def collect_status(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION] = Format.table) -> None:
+    """Show how many collected events wait in the spool for the next load.
+
+    JSON: {"backlog": n, "oldest_seq": n or null, "spool": path}.
+
+    Examples:
+
+      cxlens collect status --format json
+    """
+    from cxlens.service.settings import spool_path_for
+    from cxlens.service.spool import Spool
+
+    spool = Spool(spool_path_for(_workspace_path(ctx)))
+    try:
+        backlog = spool.backlog()
+    finally:
+        spool.close()
+    if format is Format.json:
+        print_json(backlog.to_dict())
+        return
+    console.print(f"{backlog.events:,} events waiting in {backlog.path}.", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(collect_app, name="collect")

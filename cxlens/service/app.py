@@ -1,0 +1,111 @@
+"""The FastAPI app factory: `create_app(settings)` builds one independent app (no global state).
+
+Middleware writes one JSON access-log line per request and adds security headers; CxlensErrors
+become 4xx answers whose `detail` is the error's sentence (404 for things that do not exist).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cxlens import __version__
+from cxlens.errors import CxlensError, NotFoundError
+from cxlens.service.runtime import Runtime
+from cxlens.service.settings import ServiceSettings
+
+access_log = logging.getLogger("cxlens.access")
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class AccessLog:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the collection hot path)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                state = scope.get("state") or {}
+                client = scope.get("client") or ("", 0)
+                access_log.info(json.dumps({
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": scope["method"],
+                    "path": scope["path"], "status": status, "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": client[0], "key": state.get("key_name"),
+                }))
+
+
+def _error_status(exc: CxlensError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    return 400
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """One app over `settings.workspace`: its own spool, key cache and loader thread."""
+    from cxlens.service.routes import admin, collect, read
+
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    app = FastAPI(
+        title="cxlens",
+        version=__version__,
+        description="Collect events durably and read every cxlens analysis. Send `Authorization: Bearer KEY` "
+                    "(keys come from `cxlens keys create`).",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+
+    @app.exception_handler(CxlensError)
+    async def cxlens_error(request: Request, exc: CxlensError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_error_status(exc))
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        """Liveness and the collection backlog (no key needed)."""
+        return {"status": "ok", "backlog": runtime.spool.quick_backlog(), "loader_error": runtime.last_error}
+
+    app.include_router(collect.router)
+    app.include_router(read.router)
+    app.include_router(admin.router)
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,103 @@
+"""Read API (read keys): metrics with the `cxlens metrics` JSON contracts, and profiles."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from cxlens.errors import NotFoundError, UsageError
+from cxlens.service.auth import require, runtime
+from cxlens.service.keys import KeyRecord
+
+router = APIRouter(prefix="/v1", tags=["read"])
+
+Grain = Literal["day", "week", "month", "quarter", "year", "all"]
+Reader = Annotated[KeyRecord, Depends(require("read"))]
+EMAIL = re.compile(r"[^\s@:,;<>\"']+@[^\s@:,;<>\"']+")
+
+
+def _catalog(request: Request) -> Any:
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_path
+
+    return Catalog.load(definitions_path(runtime(request).settings.workspace))
+
+
+@router.get("/metrics")
+def list_metrics(request: Request, key: Reader,
+                 category: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    """Every metric (the `cxlens metrics list --format json` contract)."""
+    catalog = _catalog(request)
+    rows = [{"id": m.id, "label": m.label, "category": m.category, "timing": m.timing, "unit": m.unit,
+             "direction": m.direction, "description": m.description, "origin": m.origin}
+            for m in catalog.metrics.values() if category is None or m.category.lower() == category.lower()]
+    return {"metrics": rows}
+
+
+@router.get("/metrics/{metric_id}")
+def show_metric(
+    request: Request,
+    metric_id: str,
+    key: Reader,
+    grain: Annotated[Grain | None, Query(description="Period; default the metric's own.")] = None,
+    by: Annotated[list[str], Query(max_length=64, description="Dimensions to cut by; repeat or separate with commas.")] = [],  # noqa: B006 - FastAPI copies it
+    since: Annotated[str | None, Query(max_length=32, description="First day, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, Query(max_length=32, description="Last day, YYYY-MM-DD.")] = None,
+    where: Annotated[str | None, Query(max_length=1000, description="A segment name or a condition over profile features.")] = None,
+) -> dict[str, Any]:
+    """One metric by period and dimension (the `cxlens metrics show --format json` contract)."""
+    from cxlens.semantic import measure
+
+    dims = [d.strip() for v in by for d in v.split(",") if d.strip()]
+    catalog = _catalog(request)
+    if metric_id not in catalog.metrics:
+        raise NotFoundError(f"There is no metric {metric_id[:64]!r}; GET /v1/metrics lists them all.")
+    with runtime(request).workspace() as ws:
+        result = measure(ws, metric_id, grain=grain, by=dims, since=since, until=until, where=where, catalog=catalog)
+    return result.to_json()
+
+
+@router.get("/profiles/{identifier}")
+def show_profile(request: Request, identifier: str, key: Reader,
+                 limit: Annotated[int, Query(ge=0, le=10_000)] = 50) -> dict[str, Any]:
+    """One unified profile, its identifiers and timeline (the `cxlens profile --format json` contract).
+
+    Email addresses and phone numbers are masked unless the key was created with `--pii`.
+    """
+    from cxlens.profiles import find_profile, profile_card, profile_timeline
+
+    if len(identifier) > 256:
+        raise UsageError("The profile identifier is longer than 256 characters.")
+    with runtime(request).workspace() as ws:
+        profile_id = find_profile(ws, identifier)
+        card = profile_card(ws, profile_id)
+        timeline = profile_timeline(ws, profile_id, limit or None)
+    ids = card.pop("identifiers")
+    out = {"profile": card, "identifiers": ids, "timeline": timeline.astype(object).where(timeline.notna(), None).to_dict("records")}
+    if key.pii:
+        return out
+    secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]}, key=len, reverse=True)
+    return _masked(out, secrets)
+
+
+def mask(text: str) -> str:
+    """'ann@example.com' -> 'a***@example.com'; other values keep their last two characters."""
+    if "@" in text:
+        local, _, domain = text.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return "***" + text[-2:] if len(text) > 4 else "***"
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    if isinstance(value, str):
+        for s in secrets:
+            if s in value:
+                value = value.replace(s, mask(s))
+        return EMAIL.sub(lambda m: mask(m.group(0)), value)
+    return value

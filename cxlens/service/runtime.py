@@ -1,0 +1,127 @@
+"""The state one app instance owns: its spool, the key cache and the background loader.
+
+Everything that touches the workspace goes through `Runtime.workspace()`, which opens the file,
+lets one caller work and closes it again: DuckDB allows one writing process per file, so the
+service never keeps it open between requests and loads, and the CLI can use it meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cxlens.errors import CxlensError, WorkspaceError
+from cxlens.service import keys as keystore
+from cxlens.service.loader import LoadReport, flush
+from cxlens.service.settings import ServiceSettings
+from cxlens.service.spool import Spool
+from cxlens.workspace import Workspace
+
+log = logging.getLogger("cxlens.service")
+
+MISS_REFRESH_SECONDS = 1.0
+"""At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
+the workspace busy."""
+
+
+class Runtime:
+    """Spool, key cache, workspace access and the loader thread of one app."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.spool = Spool(settings.spool)
+        self._ws_lock = threading.Lock()
+        self._keys: dict[str, keystore.KeyRecord] = {}
+        self._keys_at = 0.0
+        self._miss_at = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_load: LoadReport | None = None
+        self.last_error: str | None = None
+
+    @contextmanager
+    def workspace(self, wait: float = -1) -> Iterator[Workspace]:
+        """The workspace, opened for this caller only (others in this process wait up to `wait`
+        seconds, forever when negative; then WorkspaceError)."""
+        if not self._ws_lock.acquire(timeout=wait):
+            raise WorkspaceError(f"The workspace {self.settings.workspace} is busy loading events; try again in a few seconds.")
+        try:
+            ws = Workspace.open(self.settings.workspace)
+            try:
+                yield ws
+            finally:
+                ws.close()
+        finally:
+            self._ws_lock.release()
+
+    def refresh_keys(self, wait: float = -1) -> None:
+        with self.workspace(wait) as ws:
+            self._keys = keystore.active_keys(ws)
+        self._keys_at = time.monotonic()
+
+    def key(self, key_hash: str) -> keystore.KeyRecord | None:
+        """The active key with this hash; an unknown hash reloads the keys (at most once a second,
+        waiting at most a second for a running load) so a key created meanwhile works at once."""
+        record = self._keys.get(key_hash)
+        now = time.monotonic()
+        if record is None and now - self._miss_at > MISS_REFRESH_SECONDS:
+            self._miss_at = now
+            try:
+                self.refresh_keys(wait=1.0)
+            except WorkspaceError:
+                return None
+            record = self._keys.get(key_hash)
+        return record
+
+    def load_once(self) -> LoadReport:
+        """Load one batch of the spool now (under the workspace lock)."""
+        with self._ws_lock:
+            return flush(self.settings.workspace, self.spool, self.settings.source,
+                         batch=self.settings.load_batch, max_batches=1)
+
+    def _loop(self) -> None:
+        """Load everything pending at start-up, then one batch per load interval; keys every turn."""
+        first, last_load = True, 0.0
+        turn = max(0.1, min(self.settings.key_ttl, self.settings.load_interval))
+        while not self._stop.is_set():
+            try:
+                due = time.monotonic() - last_load >= self.settings.load_interval
+                if first or (due and self.spool.quick_backlog()):
+                    with self._ws_lock:
+                        self.last_load = flush(self.settings.workspace, self.spool, self.settings.source,
+                                               batch=self.settings.load_batch, max_batches=None if first else 1)
+                    last_load = time.monotonic()  # the workspace stays free for a whole interval
+                    if self.last_load.batches:
+                        log.info("loaded %d events (%d duplicates, %d quarantined) in %.2f s",
+                                 self.last_load.loaded, self.last_load.duplicates, self.last_load.quarantined,
+                                 self.last_load.seconds)
+                self.refresh_keys()
+                self.last_error = None
+                first = False
+            except CxlensError as exc:  # a busy workspace: the events wait in the spool
+                self.last_error = str(exc)
+                log.warning("load postponed: %s", exc)
+            except Exception as exc:  # the loader must outlive one bad turn
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("load failed; the events stay in the spool")
+            self._stop.wait(turn)
+
+    def start(self) -> None:
+        self.refresh_keys()
+        self._thread = threading.Thread(target=self._loop, name="cxlens-loader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loader after its current turn and load what is left (graceful shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        try:
+            with self._ws_lock:
+                flush(self.settings.workspace, self.spool, self.settings.source, batch=self.settings.load_batch)
+        except CxlensError as exc:
+            log.warning("events left in the spool at shutdown (loaded at the next start): %s", exc)
+        self.spool.close()

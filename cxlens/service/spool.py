@@ -1,0 +1,109 @@
+"""The write-ahead spool: collected events are durable here before the API acknowledges them.
+
+A SQLite file next to the workspace in WAL mode with `synchronous=FULL`: each accepted batch is one
+transaction whose commit appends to the write-ahead log and fsyncs it, so an acknowledged event
+survives a SIGKILL or power loss; a torn last write is rolled back by SQLite, never half-read.
+The same transaction records every event_id it accepts, so a repeat is answered as a duplicate
+(and the loader, keyed by event_id, stores it once even if a crash lands between the two files).
+SQLite also lets `cxlens collect flush` in another process read it while the server appends.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cxlens.errors import WorkspaceError
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID",
+)
+
+
+@dataclass(frozen=True)
+class Appended:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    events: int
+    oldest_seq: int | None
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backlog": self.events, "oldest_seq": self.oldest_seq, "spool": self.path}
+
+
+class Spool:
+    """Append, read and trim pending events; safe across threads and processes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._con = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=FULL")
+            for statement in SCHEMA:
+                self._con.execute(statement)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"Cannot open the event spool {self.path}: {exc}.") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def append(self, events: list[dict[str, Any]]) -> Appended:
+        """Store events whose event_id is new (first of in-batch repeats wins); durable on return."""
+        if not events:
+            return Appended(0, 0)
+        with self._transaction() as con:
+            new: list[dict[str, Any]] = []
+            for e in events:
+                if con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (e["event_id"],)).rowcount:
+                    new.append(e)
+            con.executemany("INSERT INTO pending (event) VALUES (?)",
+                            [(json.dumps(e, ensure_ascii=False, separators=(",", ":")),) for e in new])
+        return Appended(len(new), len(events) - len(new))
+
+    def backlog(self) -> Backlog:
+        with self._lock:
+            n, oldest = self._con.execute("SELECT count(*), min(seq) FROM pending").fetchone()
+        return Backlog(int(n), oldest, str(self.path))
+
+    def quick_backlog(self) -> int:
+        """An upper bound of the backlog in O(1) (sequence numbers are dense between loads)."""
+        with self._lock:
+            lo, hi = self._con.execute("SELECT min(seq), max(seq) FROM pending").fetchone()
+        return 0 if lo is None else int(hi) - int(lo) + 1
+
+    def take(self, limit: int) -> tuple[int, list[str]]:
+        """The oldest `limit` pending events (JSON text) and the last sequence number among them."""
+        with self._lock:
+            rows = self._con.execute("SELECT seq, event FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return (rows[-1][0] if rows else 0), [r[1] for r in rows]
+
+    def trim(self, through_seq: int) -> None:
+        """Forget pending events up to `through_seq`: call only after they are in the workspace."""
+        with self._transaction() as con:
+            con.execute("DELETE FROM pending WHERE seq <= ?", (through_seq,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
