@@ -297,3 +297,18 @@ def test_docs_health_and_access_log(env: dict) -> None:
     writes = [x for x in lines if x["path"] == "/v1/events" and x["status"] == 200]
     assert writes and all(x["key"] == "website" and x["ms"] >= 0 for x in writes)
     assert env["keys"]["write"] not in env["server"].log.read_text()
+
+
+def test_docs_python_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from conftest import doc_snippet
+    from test_service_helpers import free_port
+
+    code, expected = doc_snippet("service.md")
+    code = code.replace("8765", str(free_port()))  # the documented port may be taken on this machine
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/service.md", "exec"), {"__name__": "docs_example"})  # noqa: S102 - the snippet is ours
+    assert out.getvalue().splitlines() == expected
