@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness import machine, peak_rss_mb, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ("direct", "organic", "paid_search", "email", "social", "referral", "display", "retargeting", "push",
@@ -74,10 +72,6 @@ def generate(path: Path, journeys: int, seed: int = 11) -> dict:
     frame.to_csv(path, index=False)
     return {"journeys": journeys, "conversions": int(converted.sum()), "distinct_paths": int(frame.path.nunique()),
             "mean_length": float(lengths.mean()), "bytes": path.stat().st_size}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_cxlens(data: Path, limit: int) -> dict:
@@ -165,18 +159,7 @@ def _head(data: Path, limit: int) -> Path:
 
 def child(kind: str, data: Path, *extra: str) -> dict:
     """Run this script as `--run KIND` in a fresh process (its own peak RSS); read its last JSON line."""
-    out = subprocess.run([sys.executable, __file__, "--run", kind, "--data", str(data), *extra], capture_output=True,
-                         text=True, check=False)
-    if out.returncode:
-        sys.exit(f"the {kind} child failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def machine() -> str:
-    with open("/proc/meminfo") as f:
-        kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return f"{platform.machine()}, {os.cpu_count()} cores, {kib / 2**20:.0f} GiB, Python {platform.python_version()}, load average {load}"
+    return run_child([sys.executable, __file__, "--run", kind, "--data", str(data), *extra], kind)
 
 
 def main() -> None:

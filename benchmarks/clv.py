@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness import machine, peak_rss_mb, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_ENV = ROOT / "benchmarks" / ".venv-lifetimes"
@@ -86,10 +85,6 @@ def read_summary(path: Path, limit: int):  # -> pandas.DataFrame; pandas is impo
     import pandas as pd
 
     return pd.read_csv(path, nrows=limit)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_cxlens(data: Path, limit: int, predictions: Path) -> dict:
@@ -171,17 +166,7 @@ def reference_python() -> Path:
 
 def child(python: Path | str, kind: str, data: Path, *extra: str) -> dict:
     """Run this script as `--run KIND` under `python` in a fresh process (its own peak RSS); read its last JSON line."""
-    out = subprocess.run([str(python), __file__, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True, check=False)
-    if out.returncode:
-        sys.exit(f"the {kind} child failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def machine() -> str:
-    with open("/proc/meminfo") as f:
-        kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return f"{platform.machine()}, {os.cpu_count()} cores, {kib / 2**20:.0f} GiB, Python {platform.python_version()}, load average {load}"
+    return run_child([str(python), __file__, "--run", kind, "--data", str(data), *extra], kind)
 
 
 def describe(name: str, run: dict) -> str:

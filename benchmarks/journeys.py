@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import peak_rss_mb, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 START = np.datetime64("2024-01-01T00:00:00", "s")
@@ -43,10 +43,6 @@ CHANNELS = np.asarray(["phone", "chat", "email", "store"], dtype=object)
 TOPICS = np.asarray(["delivery", "return", "billing", "product question", "damaged item", "account"], dtype=object)
 MEASURES = ("unresolved", "repeat_contacts", "transfers", "channel_switches", "repeat_topic", "long_waits")
 REPEAT_DAYS, TOPIC_DAYS, LONG_WAIT = 7, 14, 900.0
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generate(folder: Path, interactions: int, customers: int, seed: int = 0) -> dict[str, int]:
@@ -176,10 +172,7 @@ MARKOV = "markov"
 
 def child(args: list[str]) -> dict[str, Any]:
     """Run this script with ARGS in a fresh process (its own peak RSS) and read its last JSON line."""
-    out = subprocess.run([sys.executable, __file__, *args], check=False, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"child {args} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child([sys.executable, __file__, *args], " ".join(args[:2]))
 
 
 def main() -> None:

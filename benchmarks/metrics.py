@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from harness import peak_rss_mb, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 START = np.datetime64("2024-01-01T00:00:00", "s")
@@ -154,10 +153,6 @@ def generate(folder: Path, events: int, orders: int, customers: int, seed: int =
     return {name: t.num_rows for name, t in tables.items()}
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def load(ws: Any, data: Path) -> None:
     """Copy the generated Parquet files into the workspace's canonical tables (the columns they share)."""
     from cxlens.workspace.schema import TABLES, all_columns
@@ -211,9 +206,7 @@ def run_pandas(data: Path) -> dict:
 
 def child(kind: str, data: Path, *extra: str, script: str = __file__) -> dict:
     """Run `script --run KIND` in a fresh process (its own peak RSS) and read its last JSON line."""
-    out = subprocess.run([sys.executable, script, "--run", kind, "--data", str(data), *extra], capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child([sys.executable, script, "--run", kind, "--data", str(data), *extra], kind)
 
 
 def main() -> None:
