@@ -68,7 +68,7 @@ def test_acknowledged_events_survive_sigkill_backpressure_and_shutdown(tmp_path:
     assert stored(ws, "m") == {e["event_id"]: 1 for e in more[:1000]}
     assert stored(ws, "k") == {e: 1 for e in acked}
 
-    server = Server(ws, "--load-interval", "3600").start()
+    server = Server(ws, "--load-interval", "3600", "--source", "webshop").start()
     assert send(server.url, key, events("f", 40)).json()["accepted"] == 40
     server.kill()
     flushed = run_cli("collect", "flush", "--format", "json", workspace=ws)
@@ -76,6 +76,9 @@ def test_acknowledged_events_survive_sigkill_backpressure_and_shutdown(tmp_path:
     report = json.loads(flushed.stdout)
     assert (report["loaded"], report["duplicates"], report["backlog"]) == (40, 0, 0)
     assert stored(ws, "f") == {f"f-{i}": 1 for i in range(40)}
+    with Workspace.open(ws) as w:  # filed under the source the server collected them with
+        assert w.sql("SELECT DISTINCT source FROM events WHERE event_id LIKE 'f-%'").fetchall() == [("webshop",)]
+        assert w.sql("SELECT DISTINCT source FROM events WHERE event_id LIKE 'k-%'").fetchall() == [("http",)]
 
 
 def _hold(ws: Path, seconds: float) -> subprocess.Popen[str]:

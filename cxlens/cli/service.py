@@ -142,10 +142,10 @@ def keys_revoke(
 @collect_app.command("flush")
 def collect_flush(
     ctx: typer.Context,
-    source: Annotated[str, typer.Option("--source", help="Source name the server collects under (its --source).")] = "http",
     format: Annotated[Format, FORMAT_OPTION] = Format.table,
 ) -> None:
-    """Load every spooled event into the workspace now (safe while the server runs).
+    """Load every spooled event into the workspace now (safe while the server runs), each under
+    the source name the server collected it with.
 
     JSON: {"loaded", "duplicates", "quarantined", "batches", "backlog", "seconds"}.
 
@@ -154,13 +154,13 @@ def collect_flush(
       cxlens collect flush --format json
     """
     from cxlens.service.loader import flush
-    from cxlens.service.settings import ServiceSettings
+    from cxlens.service.settings import spool_path_for
     from cxlens.service.spool import Spool
 
-    settings = ServiceSettings(workspace=_workspace_path(ctx), source=source)
-    spool = Spool(settings.spool)
+    path = _workspace_path(ctx)
+    spool = Spool(spool_path_for(path))
     try:
-        report = flush(settings.workspace, spool, settings.source, batch=settings.load_batch)
+        report = flush(path, spool)
     finally:
         spool.close()
     if format is Format.json:

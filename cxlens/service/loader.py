@@ -33,11 +33,11 @@ class LoadReport:
         return asdict(self)
 
 
-def load_batch(workspace: Path, spool: Spool, source: str, limit: int) -> tuple[int, int, int, int]:
-    """Load the oldest `limit` pending events; (taken, loaded, duplicates, quarantined)."""
+def load_batch(workspace: Path, spool: Spool, limit: int) -> tuple[int, int, int, int]:
+    """Load up to `limit` oldest pending events (of one source); (taken, loaded, duplicates, quarantined)."""
     from cxlens.ingest.loader import ingest
 
-    last_seq, lines = spool.take(limit)
+    source, last_seq, lines = spool.take(limit)
     if not lines:
         return 0, 0, 0, 0
     batch = spool.path.with_name(f"{spool.path.name}.{source}-{last_seq}-{os.getpid()}.ndjson")
@@ -47,17 +47,17 @@ def load_batch(workspace: Path, spool: Spool, source: str, limit: int) -> tuple[
             results = ingest(ws, "events", [batch], source=source, format="ndjson", resolve=True)
     finally:
         batch.unlink(missing_ok=True)
-    spool.trim(last_seq)
+    spool.trim(source, last_seq)
     r = results[0]
     return len(lines), r.rows_loaded, r.rows_duplicate, r.rows_quarantined
 
 
-def flush(workspace: Path, spool: Spool, source: str, *, batch: int = 100_000, max_batches: int | None = None) -> LoadReport:
+def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None) -> LoadReport:
     """Load pending events batch by batch until the spool is empty (or `max_batches` ran)."""
     started = time.perf_counter()
     loaded = duplicates = quarantined = batches = 0
     while max_batches is None or batches < max_batches:
-        taken, n, d, q = load_batch(workspace, spool, source, batch)
+        taken, n, d, q = load_batch(workspace, spool, batch)
         if not taken:
             break
         batches += 1

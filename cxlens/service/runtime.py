@@ -79,7 +79,7 @@ class Runtime:
     def load_once(self) -> LoadReport:
         """Load one batch of the spool now (under the workspace lock)."""
         with self._ws_lock:
-            return flush(self.settings.workspace, self.spool, self.settings.source,
+            return flush(self.settings.workspace, self.spool,
                          batch=self.settings.load_batch, max_batches=1)
 
     def _loop(self) -> None:
@@ -91,7 +91,7 @@ class Runtime:
                 due = time.monotonic() - last_load >= self.settings.load_interval
                 if first or (due and self.spool.quick_backlog()):
                     with self._ws_lock:
-                        self.last_load = flush(self.settings.workspace, self.spool, self.settings.source,
+                        self.last_load = flush(self.settings.workspace, self.spool,
                                                batch=self.settings.load_batch, max_batches=None if first else 1)
                     last_load = time.monotonic()  # the workspace stays free for a whole interval
                     if self.last_load.batches:
@@ -121,7 +121,7 @@ class Runtime:
             self._thread.join(timeout=60)
         try:
             with self._ws_lock:
-                flush(self.settings.workspace, self.spool, self.settings.source, batch=self.settings.load_batch)
+                flush(self.settings.workspace, self.spool, batch=self.settings.load_batch)
         except CxlensError as exc:
             log.warning("events left in the spool at shutdown (loaded at the next start): %s", exc)
         self.spool.close()

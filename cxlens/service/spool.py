@@ -22,7 +22,7 @@ from typing import Any
 from cxlens.errors import WorkspaceError
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, event TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID",
 )
 
@@ -69,8 +69,11 @@ class Spool:
                 raise
             self._con.execute("COMMIT")
 
-    def append(self, events: list[dict[str, Any]]) -> Appended:
-        """Store events whose event_id is new (first of in-batch repeats wins); durable on return."""
+    def append(self, events: list[dict[str, Any]], source: str) -> Appended:
+        """Store events whose event_id is new (first of in-batch repeats wins); durable on return.
+
+        Each keeps the source name it was collected under, so whoever loads it (the server or
+        `cxlens collect flush`) files it under that source."""
         if not events:
             return Appended(0, 0)
         with self._transaction() as con:
@@ -78,8 +81,8 @@ class Spool:
             for e in events:
                 if con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (e["event_id"],)).rowcount:
                     new.append(e)
-            con.executemany("INSERT INTO pending (event) VALUES (?)",
-                            [(json.dumps(e, ensure_ascii=False, separators=(",", ":")),) for e in new])
+            con.executemany("INSERT INTO pending (source, event) VALUES (?, ?)",
+                            [(source, json.dumps(e, ensure_ascii=False, separators=(",", ":"))) for e in new])
         return Appended(len(new), len(events) - len(new))
 
     def backlog(self) -> Backlog:
@@ -93,16 +96,21 @@ class Spool:
             lo, hi = self._con.execute("SELECT min(seq), max(seq) FROM pending").fetchone()
         return 0 if lo is None else int(hi) - int(lo) + 1
 
-    def take(self, limit: int) -> tuple[int, list[str]]:
-        """The oldest `limit` pending events (JSON text) and the last sequence number among them."""
+    def take(self, limit: int) -> tuple[str, int, list[str]]:
+        """The source of the oldest pending event, and up to `limit` oldest pending events (JSON
+        text) of that source with the last sequence number among them."""
         with self._lock:
-            rows = self._con.execute("SELECT seq, event FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return (rows[-1][0] if rows else 0), [r[1] for r in rows]
+            first = self._con.execute("SELECT source FROM pending ORDER BY seq LIMIT 1").fetchone()
+            if first is None:
+                return "", 0, []
+            rows = self._con.execute("SELECT seq, event FROM pending WHERE source = ? ORDER BY seq LIMIT ?",
+                                     (first[0], limit)).fetchall()
+        return first[0], rows[-1][0], [r[1] for r in rows]
 
-    def trim(self, through_seq: int) -> None:
-        """Forget pending events up to `through_seq`: call only after they are in the workspace."""
+    def trim(self, source: str, through_seq: int) -> None:
+        """Forget `source`'s pending events up to `through_seq`: only after they are in the workspace."""
         with self._transaction() as con:
-            con.execute("DELETE FROM pending WHERE seq <= ?", (through_seq,))
+            con.execute("DELETE FROM pending WHERE source = ? AND seq <= ?", (source, through_seq))
 
     def close(self) -> None:
         with self._lock:

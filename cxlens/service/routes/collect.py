@@ -79,7 +79,7 @@ async def collect_events(request: Request) -> Any:
     if len(items) > rt.settings.max_events:
         raise HTTPException(413, f"`events` holds {len(items)} events; send at most {rt.settings.max_events} per request.")
     valid, rejected = await run_in_threadpool(check_events, items)
-    appended = await run_in_threadpool(rt.spool.append, valid)
+    appended = await run_in_threadpool(rt.spool.append, valid, rt.settings.source)
     return {"accepted": appended.accepted, "duplicates": appended.duplicates,
             "rejected": [r.to_dict() for r in rejected]}
 
@@ -100,5 +100,5 @@ async def identify(request: Request) -> Any:
     except Invalid as exc:
         return JSONResponse({"accepted": 0, "duplicates": 0, "rejected": [{"index": 0, "field": exc.field, "reason": exc.reason}]},
                             status_code=422)
-    appended = await run_in_threadpool(rt.spool.append, [event])
+    appended = await run_in_threadpool(rt.spool.append, [event], rt.settings.source)
     return {"accepted": appended.accepted, "duplicates": appended.duplicates, "rejected": []}
