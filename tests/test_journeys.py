@@ -411,3 +411,14 @@ def test_the_snippet_in_docs_journeys_runs_and_prints_what_it_says(capsys: pytes
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "docs/journeys.md", "exec"), {})  # noqa: S102 - the docs example is what is tested
     assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_an_empty_workspace_gets_sentences_not_empty_tables(ws_path: Path) -> None:
+    """Nothing to show is said in words (exit 0); what cannot be computed is one sentence (non-zero exit)."""
+    Workspace.open(ws_path).close()
+    paths = run_cli("journeys", "paths", workspace=ws_path)
+    assert paths.returncode == 0 and "No customer has a path to conversion" in paths.stdout
+    funnel_run = run_cli("journeys", "funnel", workspace=ws_path)
+    assert funnel_run.returncode == 0 and "No customer reached the first step (product_view)" in funnel_run.stdout
+    friction = run_cli("journeys", "friction", workspace=ws_path)
+    assert friction.returncode != 0 and "no interactions" in friction.stderr and "Traceback" not in friction.stderr

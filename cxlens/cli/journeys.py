@@ -73,6 +73,10 @@ def paths_command(
         print_json({**{k: result[k] for k in ("outcome", "level", "lookback_days", "max_steps")},
                     "paths": _records(paths), "sankey": _records(result["sankey"])})
         return
+    if paths.empty:
+        console.print(f"No customer has a path to {to.value}: the workspace holds no {'purchase' if to.value == 'conversion' else 'churned customer'} "
+                      "with touchpoints of a resolved profile before it.")
+        return
     print_rows([{"path": r.path, "profiles": int(r.profiles), "share": _pct(r.share)} for r in paths.itertuples()],
                title=f"Top paths to {to.value} ({level.value}s, last {lookback_days} days)")
 
@@ -101,6 +105,9 @@ def funnel_command(
         result = funnel(ws, names, window_days=window_days, by=by, catalog=catalog)
     if format is Format.json:
         print_json({"steps": list(result.steps), "window_days": window_days, "by": by, "rows": _records(result.frame)})
+        return
+    if result.frame.empty:
+        console.print(f"No customer reached the first step ({result.steps[0]}); nothing to show.")
         return
     for group, rows in result.frame.groupby("group", sort=False):
         print_rows([{"step": f"{r.step_index}. {r.step}", "profiles": int(r.profiles), "from previous": _pct(r.conversion_from_previous),
