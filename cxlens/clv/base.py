@@ -92,14 +92,6 @@ def frequency_index(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**data, "_ux": ux, "_inv": inv}
 
 
-def per_frequency(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct frequencies, row index into them), from `frequency_index` or computed now."""
-    if "_ux" in data:
-        return data["_ux"], data["_inv"]
-    ux, inv = np.unique(data["frequency"], return_inverse=True)
-    return ux, inv
-
-
 def distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct (a, b) pairs and each row's index into them, by hashing (no sort).
 

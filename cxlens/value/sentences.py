@@ -74,8 +74,7 @@ def _change(label: str, before: Any, after: Any, fmt: Any) -> str | None:
 
 
 def emerging_sentence(r: Mapping[str, Any]) -> str:
-    earlier = f"{r['hvc_score_earlier']:.2f}" if _known(r.get("hvc_score_earlier")) else "none (no earlier order)"
-    parts = [f"HVC score {r['hvc_score_recent']:.2f} recently vs {earlier} before"]
+    parts = [f"HVC score {r['hvc_score_recent']:.2f} recently vs {r['hvc_score_earlier']:.2f} before"]  # emerging needs an earlier order
     for change in (
         _change("categories", r.get("categories_earlier"), r.get("categories_recent"), lambda v: f"{int(v)}"),
         _change("spend per 30 days", r.get("spend_rate_earlier"), r.get("spend_rate_recent"), lambda v: _money(float(v))),
