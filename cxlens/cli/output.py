@@ -45,9 +45,15 @@ def dict_rows(cursor: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, r)) for r in cursor.fetchall()]
 
 
+def json_text(obj: Any) -> str:
+    """The `--format json` text of `obj` (NaN becomes null, dates ISO 8601); the HTTP read API answers
+    with the same text, so scripts can switch between the CLI and the service."""
+    return json.dumps(_clean(obj), default=_default, ensure_ascii=False)
+
+
 def print_json(obj: Any) -> None:
-    """One JSON document on stdout (NaN becomes null, dates ISO 8601)."""
-    print(json.dumps(_clean(obj), default=_default, ensure_ascii=False))
+    """One JSON document on stdout."""
+    print(json_text(obj))
 
 
 def print_rows(rows: Sequence[Mapping[str, Any]], *, title: str | None = None, columns: Iterable[str] | None = None) -> None:
