@@ -73,7 +73,7 @@ def _error_status(exc: CxlensError) -> int:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """One app over `settings.workspace`: its own spool, key cache and loader thread."""
-    from cxlens.service.routes import admin, collect, read
+    from cxlens.service.routes import admin, collect, read, surveys
 
     runtime = Runtime(settings)
 
@@ -107,5 +107,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.include_router(collect.router)
     app.include_router(read.router)
     app.include_router(admin.router)
+    app.include_router(surveys.router)
     app.add_middleware(AccessLog)
     return app
