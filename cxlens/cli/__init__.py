@@ -20,7 +20,7 @@ from cxlens.cli.context import State
 from cxlens.cli.output import print_error
 from cxlens.errors import CxlensError
 
-COMMAND_MODULES = ("ingest", "identity", "profiles", "simulate", "demo", "metrics", "report", "experiment", "bandit", "roi", "clv", "value", "journeys", "attribution", "service")
+COMMAND_MODULES = ("ingest", "identity", "profiles", "simulate", "demo", "metrics", "report", "experiment", "bandit", "roi", "clv", "value", "journeys", "attribution", "service", "surveys")
 
 app = typer.Typer(
     name="cxlens",
