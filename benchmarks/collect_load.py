@@ -157,6 +157,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workspace.with_name("serve.log")
         self.peak_mb = 0.0
+        self.cpu: dict[int, float] = {}  # CPU seconds (user + system, all threads) per incarnation
 
     def start(self) -> None:
         exe = Path(sys.executable).parent / "cxlens"
@@ -182,6 +183,9 @@ class Server:
             with open(f"/proc/{self.proc.pid}/status") as f:
                 hwm = next(line for line in f if line.startswith("VmHWM"))
             self.peak_mb = max(self.peak_mb, int(hwm.split()[1]) / 1024)
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            self.cpu[self.proc.pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -247,6 +251,8 @@ def one_run(tmp: Path, args: argparse.Namespace, kill: bool) -> dict:
     load_before = os.getloadavg()
     stats, elapsed = asyncio.run(drive(server, key, run, args, kill))
     load_after = os.getloadavg()
+    server.sample_rss()
+    cpu_during = sum(server.cpu.values())
     t = time.perf_counter()
     server.stop()  # graceful: loads what is left in the spool
     final_load = time.perf_counter() - t
@@ -262,7 +268,7 @@ def one_run(tmp: Path, args: argparse.Namespace, kill: bool) -> dict:
             "max_ms": 1000 * max(stats.latencies, default=float("nan")), "lost": lost, "duplicated": duplicated,
             "stored_unacked": extra, "retries": stats.retries, "refused_503": stats.refused,
             "answered_duplicates": stats.answered_duplicates, "errors": stats.errors[:3],
-            "final_load_s": final_load, "server_peak_rss_mb": server.peak_mb,
+            "final_load_s": final_load, "server_cpu_s": cpu_during, "server_peak_rss_mb": server.peak_mb,
             "load_avg": f"{load_before[0]:.2f} -> {load_after[0]:.2f}", "loads": len(loads),
             "load_seconds_mean": sum(t for _, t in loads) / max(1, len(loads)),
             "load_events_mean": sum(n for n, _ in loads) / max(1, len(loads))}
@@ -334,6 +340,7 @@ def main() -> None:
                   f"retries {r['retries']}, 503s {r['refused_503']}, retries answered as duplicates {r['answered_duplicates']}; "
                   f"final load {r['final_load_s']:.1f} s; server peak RSS {r['server_peak_rss_mb']:.0f} MiB; "
                   f"load average {r['load_avg']}")
+            print(f"{'':32}  server CPU {r['server_cpu_s']:.1f} s during the run ({1e6 * r['server_cpu_s'] / max(1, r['events']):.0f} µs per event, loads included)")
             print(f"{'':32}  loader: {r['loads']} loads of {r['load_events_mean']:,.0f} events in {r['load_seconds_mean']:.2f} s on average")
             if r["errors"]:
                 print(f"{'':32}  errors: {r['errors']}")

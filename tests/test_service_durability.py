@@ -1,9 +1,13 @@
 """Durability of collection: acknowledged events survive SIGKILL, back-pressure, graceful shutdown,
-`cxlens collect status|flush`, and workspace opens that wait for another process's lock."""
+`cxlens collect status|flush`, workspace opens that wait for another process's lock, pruning of
+remembered event_ids, loads repeated after a crash, and the loader's pacing."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,8 +19,12 @@ from conftest import run_cli
 from test_service_helpers import Server, bearer
 
 from cxlens import Workspace
-from cxlens.errors import WorkspaceError
+from cxlens.errors import UsageError, WorkspaceError
 from cxlens.service.keys import create_key
+from cxlens.service.loader import LoadReport, flush
+from cxlens.service.runtime import Runtime
+from cxlens.service.settings import ServiceSettings, spool_path_for
+from cxlens.service.spool import Appended, Spool
 
 
 def events(prefix: str, n: int) -> list[dict]:
@@ -107,3 +115,98 @@ def test_opening_waits_for_a_short_lock_and_explains_a_long_one(tmp_path: Path, 
     finally:
         holder.kill()
         holder.wait(10)
+
+
+def test_pruned_ids_are_accepted_again_and_still_stored_once(tmp_path: Path) -> None:
+    ws = tmp_path / "ws.duckdb"
+    spool = Spool(spool_path_for(ws))
+    try:
+        batch = events("p", 30)
+        assert spool.append(batch, "http") == Appended(30, 0)
+        assert flush(ws, spool).loaded == 30
+        assert spool.append(batch, "http") == Appended(0, 30)  # remembered: answered as duplicates
+        assert spool.prune(time.time() - 3600) == 0  # nothing is an hour old yet
+        assert spool.prune(time.time() + 1) == 30 and spool.seen_count() == 0
+        assert spool.append(batch, "http") == Appended(30, 0)  # forgotten: accepted again ...
+        again = flush(ws, spool)
+        assert (again.loaded, again.duplicates, again.backlog) == (0, 30, 0)  # ... and the workspace keeps one copy
+        assert stored(ws, "p") == {f"p-{i}": 1 for i in range(30)}
+    finally:
+        spool.close()
+
+
+def test_a_spool_from_before_pruning_keeps_its_ids_for_one_more_window(tmp_path: Path) -> None:
+    path = tmp_path / "old.spool"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    con.execute("INSERT INTO seen VALUES ('old-1')")
+    con.commit()
+    con.close()
+    spool = Spool(path)
+    try:
+        assert spool.prune(time.time() - 60) == 0  # dated at the upgrade, not at 1970
+        assert spool.append([{"event_id": "old-1"}], "http") == Appended(0, 1)
+        assert spool.prune(time.time() + 1) == 1
+    finally:
+        spool.close()
+
+
+def test_a_load_repeated_after_a_crash_before_the_trim_stores_nothing_twice(tmp_path: Path) -> None:
+    ws = tmp_path / "ws.duckdb"
+    path = spool_path_for(ws)
+    spool = Spool(path)
+    assert spool.append(events("c", 120), "http").accepted == 120
+    spool.close()
+    before_trim = tmp_path / "copy.spool"
+    shutil.copy(path, before_trim)  # the spool as it was when the load committed, had the trim never happened
+    spool = Spool(path)
+    assert flush(ws, spool, batch=50, threads=1).loaded == 120
+    spool.close()
+    shutil.copy(before_trim, path)
+    spool = Spool(path)
+    try:
+        assert spool.quick_backlog() == spool.pending_estimate() == 120
+        report = flush(ws, spool, batch=50, threads=1)
+        assert (report.loaded, report.duplicates, report.batches, report.backlog) == (0, 120, 3, 0)
+        assert spool.pending_estimate() == 0
+    finally:
+        spool.close()
+    assert stored(ws, "c") == {f"c-{i}": 1 for i in range(120)}
+
+
+def test_loads_get_rarer_after_long_loads(tmp_path: Path) -> None:
+    runtime = Runtime(ServiceSettings(workspace=tmp_path / "ws.duckdb", load_interval=3, load_pause=1.5))
+    try:
+        assert runtime._pause_after(LoadReport(10, 0, 0, 1, 0, seconds=1.0)) == 3
+        assert runtime._pause_after(LoadReport(90_000, 0, 0, 1, 0, seconds=8.0)) == 12
+    finally:
+        runtime.spool.close()
+    with pytest.raises(UsageError, match="seen_days"):
+        ServiceSettings(workspace=tmp_path / "ws.duckdb", seen_days=0)
+    with pytest.raises(UsageError, match="load_threads"):
+        ServiceSettings(workspace=tmp_path / "ws.duckdb", load_threads=0)
+
+
+def test_backpressure_lifts_when_another_process_drains_and_old_ids_are_pruned(tmp_path: Path) -> None:
+    ws = tmp_path / "ws.duckdb"
+    with Workspace.open(ws) as w:
+        key, _ = create_key(w, "write", "loadtest")
+    # 0.00003 days = 2.6 s of memory for event_ids; no periodic loads.
+    server = Server(ws, "--load-interval", "3600", "--backlog-limit", "100", "--seen-days", "0.00003").start()
+    try:
+        assert send(server.url, key, events("b", 100)).json()["accepted"] == 100
+        full = send(server.url, key, events("b2", 10))
+        assert full.status_code == 503 and full.headers["retry-after"] == "5"
+        flushed = run_cli("collect", "flush", "--format", "json", workspace=ws)  # another process drains the spool
+        assert json.loads(flushed.stdout)["loaded"] == 100, flushed.stderr
+        deadline = time.monotonic() + 10
+        while (r := send(server.url, key, events("b2", 10))).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert r.json()["accepted"] == 10
+        time.sleep(3.5)  # past the retention window: the loader forgets the first ids
+        assert send(server.url, key, events("b", 100)).json() == {"accepted": 100, "duplicates": 0, "rejected": []}
+        assert re.search(r"forgot \d+ event_ids first seen over 3e-05 days ago", server.log.read_text())
+    finally:
+        assert server.stop() in (0, -15)
+    assert stored(ws, "b") == {f"b-{i}": 1 for i in range(100)}
+    assert stored(ws, "b2") == {f"b2-{i}": 1 for i in range(10)}

@@ -37,6 +37,8 @@ def serve_command(
     source: Annotated[str, typer.Option("--source", help="Source name of collected records (customer ids are namespaced by it).")] = "http",
     load_interval: Annotated[float, typer.Option("--load-interval", min=0.1, help="Seconds between loads of the spool into the workspace.")] = 3.0,
     backlog_limit: Annotated[int, typer.Option("--backlog-limit", min=1, help="Spooled events above which collection answers 503.")] = 200_000,
+    load_threads: Annotated[int | None, typer.Option("--load-threads", min=1, help="DuckDB threads a load may use (default: all cores but one, at least 1).", show_default=False)] = None,
+    seen_days: Annotated[float, typer.Option("--seen-days", min=0.00001, help="Days an event_id is remembered to answer a resend as a duplicate (a later resend is still stored once).")] = 7.0,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the HTTP service: event collection, the read API and OpenAPI docs at /docs.
@@ -62,12 +64,16 @@ def serve_command(
 
     path = _workspace_path(ctx)
     Workspace.open(path).close()  # creates and migrates it, or says why it cannot
-    settings = ServiceSettings(workspace=path, source=source, load_interval=load_interval, backlog_limit=backlog_limit)
+    tuning = {"load_threads": load_threads} if load_threads else {}
+    settings = ServiceSettings(workspace=path, source=source, load_interval=load_interval, backlog_limit=backlog_limit,
+                               seen_days=seen_days, **tuning)
     level = log_level.upper()
     logging.basicConfig(level=level, format="%(message)s")
     console.print(f"cxlens serve: workspace {path}, spool {settings.spool}, http://{host}:{port}/docs", highlight=False)
+    # One worker: DuckDB allows one writing process per file. httptools (pinned) parses HTTP in C;
+    # h11, uvicorn's pure-Python fallback, costs more CPU per request on the collection path.
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level=log_level.lower(),
-                timeout_graceful_shutdown=10, log_config=None)
+                timeout_graceful_shutdown=10, log_config=None, workers=1, http="httptools", timeout_keep_alive=30)
 
 
 @keys_app.command("create")

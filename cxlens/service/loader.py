@@ -33,8 +33,11 @@ class LoadReport:
         return asdict(self)
 
 
-def load_batch(workspace: Path, spool: Spool, limit: int) -> tuple[int, int, int, int]:
-    """Load up to `limit` oldest pending events (of one source); (taken, loaded, duplicates, quarantined)."""
+def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = None) -> tuple[int, int, int, int]:
+    """Load up to `limit` oldest pending events (of one source); (taken, loaded, duplicates, quarantined).
+
+    `threads` caps DuckDB's threads for this load (all cores when None), so a server's load
+    leaves CPU to the requests it keeps answering meanwhile."""
     from cxlens.ingest.loader import ingest
 
     source, last_seq, lines = spool.take(limit)
@@ -44,6 +47,8 @@ def load_batch(workspace: Path, spool: Spool, limit: int) -> tuple[int, int, int
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     try:
         with Workspace.open(workspace) as ws:
+            if threads is not None:
+                ws.sql(f"SET threads = {int(threads)}")
             results = ingest(ws, "events", [batch], source=source, format="ndjson", resolve=True)
     finally:
         batch.unlink(missing_ok=True)
@@ -52,12 +57,13 @@ def load_batch(workspace: Path, spool: Spool, limit: int) -> tuple[int, int, int
     return len(lines), r.rows_loaded, r.rows_duplicate, r.rows_quarantined
 
 
-def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None) -> LoadReport:
+def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None,
+          threads: int | None = None) -> LoadReport:
     """Load pending events batch by batch until the spool is empty (or `max_batches` ran)."""
     started = time.perf_counter()
     loaded = duplicates = quarantined = batches = 0
     while max_batches is None or batches < max_batches:
-        taken, n, d, q = load_batch(workspace, spool, batch)
+        taken, n, d, q = load_batch(workspace, spool, batch, threads)
         if not taken:
             break
         batches += 1

@@ -22,6 +22,9 @@ from cxlens.workspace import Workspace
 
 log = logging.getLogger("cxlens.service")
 
+PRUNE_EVERY_SECONDS = 600.0
+"""How often the loader forgets event_ids older than `seen_days` (the first turn prunes too)."""
+
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
 the workspace busy."""
@@ -79,25 +82,35 @@ class Runtime:
     def load_once(self) -> LoadReport:
         """Load one batch of the spool now (under the workspace lock)."""
         with self._ws_lock:
-            return flush(self.settings.workspace, self.spool,
-                         batch=self.settings.load_batch, max_batches=1)
+            return flush(self.settings.workspace, self.spool, batch=self.settings.load_batch, max_batches=1,
+                         threads=self.settings.load_threads)
+
+    def _pause_after(self, report: LoadReport) -> float:
+        """Seconds the workspace stays free after a load: the load interval, or longer after a long
+        load (`load_pause` times its duration), so a high backlog makes loads larger, not more frequent."""
+        return max(self.settings.load_interval, self.settings.load_pause * report.seconds)
 
     def _loop(self) -> None:
-        """Load everything pending at start-up, then one batch per load interval; keys every turn."""
-        first, last_load = True, 0.0
+        """Load everything pending at start-up, then one batch per pause (see `_pause_after`); keys every turn."""
+        first, next_load, next_prune = True, 0.0, 0.0
         turn = max(0.1, min(self.settings.key_ttl, self.settings.load_interval))
         while not self._stop.is_set():
             try:
-                due = time.monotonic() - last_load >= self.settings.load_interval
-                if first or (due and self.spool.quick_backlog()):
+                backlog = self.spool.quick_backlog()  # also corrects the back-pressure estimate
+                if first or (backlog and time.monotonic() >= next_load):
                     with self._ws_lock:
-                        self.last_load = flush(self.settings.workspace, self.spool,
-                                               batch=self.settings.load_batch, max_batches=None if first else 1)
-                    last_load = time.monotonic()  # the workspace stays free for a whole interval
+                        self.last_load = flush(self.settings.workspace, self.spool, batch=self.settings.load_batch,
+                                               max_batches=None if first else 1, threads=self.settings.load_threads)
+                    next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches:
                         log.info("loaded %d events (%d duplicates, %d quarantined) in %.2f s",
                                  self.last_load.loaded, self.last_load.duplicates, self.last_load.quarantined,
                                  self.last_load.seconds)
+                if time.monotonic() >= next_prune:
+                    forgotten = self.spool.prune(time.time() - self.settings.seen_days * 86_400)
+                    next_prune = time.monotonic() + min(PRUNE_EVERY_SECONDS, self.settings.seen_days * 86_400 / 4)
+                    if forgotten:
+                        log.info("forgot %d event_ids first seen over %g days ago", forgotten, self.settings.seen_days)
                 self.refresh_keys()
                 self.last_error = None
                 first = False

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxlens.errors import UsageError
@@ -32,17 +33,28 @@ class ServiceSettings:
     """Seconds between loads of the spool into the workspace."""
     load_batch: int = 100_000
     """Events per load transaction."""
+    load_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
+    """DuckDB threads a load may use: one core less than the machine has, so requests keep one."""
+    load_pause: float = 1.0
+    """After a load of L seconds the next waits at least `load_pause * L` seconds (and at least
+    `load_interval`): under a high backlog loads grow larger and rarer, amortizing their fixed cost
+    (identity resolution, the profile rebuild), and the loader takes at most 1/(1 + load_pause)
+    of the time."""
+    seen_days: float = 7.0
+    """Days an event_id is remembered to answer a resend as a duplicate; older ids are pruned (a
+    later resend is accepted again but still stored once: the events table is keyed by event_id)."""
     key_ttl: float = 2.0
     """Seconds a key lookup is cached: a revoked key stops working within this time."""
     retry_after: int = 5
     """Seconds a 503 asks clients to wait."""
 
     def __post_init__(self) -> None:
-        for name in ("max_events", "max_body_bytes", "backlog_limit", "load_batch", "retry_after"):
+        for name in ("max_events", "max_body_bytes", "backlog_limit", "load_batch", "load_threads", "retry_after"):
             if getattr(self, name) < 1:
                 raise UsageError(f"The service setting {name} must be at least 1; got {getattr(self, name)}.")
-        if self.load_interval <= 0 or self.key_ttl < 0:
-            raise UsageError("The service settings load_interval must be positive and key_ttl not negative.")
+        if self.load_interval <= 0 or self.seen_days <= 0 or self.key_ttl < 0 or self.load_pause < 0:
+            raise UsageError("The service settings load_interval and seen_days must be positive, key_ttl and "
+                             "load_pause not negative.")
         if not self.source or not self.source.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"The source name `{self.source}` must be letters, digits, '-' or '_'.")
 

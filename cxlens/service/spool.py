@@ -3,8 +3,10 @@
 A SQLite file next to the workspace in WAL mode with `synchronous=FULL`: each accepted batch is one
 transaction whose commit appends to the write-ahead log and fsyncs it, so an acknowledged event
 survives a SIGKILL or power loss; a torn last write is rolled back by SQLite, never half-read.
-The same transaction records every event_id it accepts, so a repeat is answered as a duplicate
-(and the loader, keyed by event_id, stores it once even if a crash lands between the two files).
+The same transaction records every event_id it accepts with the time, so a repeat is answered as a
+duplicate (and the loader, keyed by event_id, stores it once even if a crash lands between the two
+files). Those ids are pruned after a retention window (`prune`); a resend arriving later is
+accepted again, and the workspace's events table, keyed by event_id per source, still stores it once.
 SQLite also lets `cxlens collect flush` in another process read it while the server appends.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +26,10 @@ from cxlens.errors import WorkspaceError
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, event TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
 )
+PRUNE_CHUNK = 20_000
+"""Ids forgotten per transaction, so a large prune never holds up appends for long."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,20 @@ class Spool:
             self._con.execute("PRAGMA synchronous=FULL")
             for statement in SCHEMA:
                 self._con.execute(statement)
+            self._add_seen_times()
         except sqlite3.Error as exc:
             raise WorkspaceError(f"Cannot open the event spool {self.path}: {exc}.") from None
+        self._estimate = 0
+        self.quick_backlog()
+
+    def _add_seen_times(self) -> None:
+        """Spools written before pruning existed have no `at` column: add it, dated now (their
+        ids are kept one more retention window), and the index pruning reads."""
+        with self._transaction() as con:
+            if "at" not in {row[1] for row in con.execute("PRAGMA table_info(seen)")}:
+                con.execute("ALTER TABLE seen ADD COLUMN at INTEGER")
+                con.execute("UPDATE seen SET at = ?", (int(time.time()),))
+            con.execute("CREATE INDEX IF NOT EXISTS seen_at ON seen (at)")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -76,13 +93,15 @@ class Spool:
         `cxlens collect flush`) files it under that source."""
         if not events:
             return Appended(0, 0)
+        now = int(time.time())
         with self._transaction() as con:
             new: list[dict[str, Any]] = []
             for e in events:
-                if con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (e["event_id"],)).rowcount:
+                if con.execute("INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)", (e["event_id"], now)).rowcount:
                     new.append(e)
             con.executemany("INSERT INTO pending (source, event) VALUES (?, ?)",
                             [(source, json.dumps(e, ensure_ascii=False, separators=(",", ":"))) for e in new])
+            self._estimate += len(new)
         return Appended(len(new), len(events) - len(new))
 
     def backlog(self) -> Backlog:
@@ -94,7 +113,14 @@ class Spool:
         """An upper bound of the backlog in O(1) (sequence numbers are dense between loads)."""
         with self._lock:
             lo, hi = self._con.execute("SELECT min(seq), max(seq) FROM pending").fetchone()
-        return 0 if lo is None else int(hi) - int(lo) + 1
+            self._estimate = 0 if lo is None else int(hi) - int(lo) + 1
+            return self._estimate
+
+    def pending_estimate(self) -> int:
+        """The backlog as this process last saw it, without a lock or I/O: cheap enough for the
+        event loop to check on every request (back-pressure). Appends and trims here keep it
+        current; `quick_backlog()` corrects it for what other processes (`cxlens collect flush`) did."""
+        return self._estimate
 
     def take(self, limit: int) -> tuple[str, int, list[str]]:
         """The source of the oldest pending event, and up to `limit` oldest pending events (JSON
@@ -110,7 +136,28 @@ class Spool:
     def trim(self, source: str, through_seq: int) -> None:
         """Forget `source`'s pending events up to `through_seq`: only after they are in the workspace."""
         with self._transaction() as con:
-            con.execute("DELETE FROM pending WHERE source = ? AND seq <= ?", (source, through_seq))
+            deleted = con.execute("DELETE FROM pending WHERE source = ? AND seq <= ?", (source, through_seq)).rowcount
+            self._estimate = max(0, self._estimate - deleted)
+
+    def prune(self, before: float) -> int:
+        """Forget the event_ids first received before `before` (a Unix time); the number forgotten.
+
+        Without this the table of seen ids grows with every event ever collected. A resend of a
+        forgotten id is accepted again and loaded once all the same (the events table is keyed by
+        event_id per source); only its answer says `accepted` instead of `duplicates`."""
+        forgotten = 0
+        while True:
+            with self._transaction() as con:
+                n = con.execute("DELETE FROM seen WHERE event_id IN (SELECT event_id FROM seen WHERE at < ? LIMIT ?)",
+                                (int(before), PRUNE_CHUNK)).rowcount
+            forgotten += n
+            if n < PRUNE_CHUNK:
+                return forgotten
+
+    def seen_count(self) -> int:
+        """How many event_ids are remembered for duplicate answers."""
+        with self._lock:
+            return int(self._con.execute("SELECT count(*) FROM seen").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

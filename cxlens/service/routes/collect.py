@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from cxlens.service.auth import require, runtime
 from cxlens.service.body import json_body
-from cxlens.service.events import EVENT_COLUMNS, Invalid, check_events, identify_event
+from cxlens.service.events import EVENT_COLUMNS, Invalid, Rejection, check_events, identify_event
 from cxlens.service.runtime import Runtime
+from cxlens.service.spool import Appended
 
 router = APIRouter(prefix="/v1", tags=["collect"])
 
@@ -57,7 +58,9 @@ IDENTIFY_BODY = {
 
 
 def _backpressure(rt: Runtime) -> None:
-    if rt.spool.quick_backlog() >= rt.settings.backlog_limit:
+    """503 when the backlog is over the limit; runs on the event loop, so it must not wait for the
+    spool's lock (an append holds it through its fsync): it reads the in-memory estimate."""
+    if rt.spool.pending_estimate() >= rt.settings.backlog_limit:
         raise HTTPException(503, f"The collection backlog is over {rt.settings.backlog_limit} events; retry later.",
                             headers={"Retry-After": str(rt.settings.retry_after)})
 
@@ -78,10 +81,16 @@ async def collect_events(request: Request) -> Any:
         raise HTTPException(422, "The body must be a JSON object with an `events` list.")
     if len(items) > rt.settings.max_events:
         raise HTTPException(413, f"`events` holds {len(items)} events; send at most {rt.settings.max_events} per request.")
-    valid, rejected = await run_in_threadpool(check_events, items)
-    appended = await run_in_threadpool(rt.spool.append, valid, rt.settings.source)
+    appended, rejected = await run_in_threadpool(_check_and_append, rt, items)
     return {"accepted": appended.accepted, "duplicates": appended.duplicates,
             "rejected": [r.to_dict() for r in rejected]}
+
+
+def _check_and_append(rt: Runtime, items: list[Any]) -> tuple[Appended, list[Rejection]]:
+    """Validation and the fsynced append in one trip to the thread pool (each trip costs a thread
+    wake-up on the hot path); neither may run on the event loop."""
+    valid, rejected = check_events(items)
+    return rt.spool.append(valid, rt.settings.source), rejected
 
 
 @router.post("/identify", response_model=CollectResult, openapi_extra=IDENTIFY_BODY,
