@@ -4,8 +4,9 @@ Run: .venv/bin/python benchmarks/metrics.py [--events 10000000] [--orders 100000
 
 Synthetic canonical tables (already identity-resolved) are written once as Parquet; then two child
 processes each load them and compute every metric of the catalogue at grain month: cxlens
-(`Measurer` on a DuckDB workspace file) and the independent pandas implementation the
-conformance suite checks cxlens against (tests/reference/metrics_pandas.py). Loading is not
+(`Measurer.measure_many` on a DuckDB workspace file: one query per source, sessions built once)
+and the independent pandas implementation the conformance suite checks cxlens against
+(tests/reference/metrics_pandas.py). Loading is not
 timed; each child reports its compute time and its own peak RSS. A few totals are compared to
 show both computed the same thing. Not a test: timings depend on the machine.
 """
@@ -175,13 +176,15 @@ def run_cxlens(data: Path) -> dict:
         load(ws, data)
         t0 = time.perf_counter()
         per: dict[str, float] = {}
-        totals: dict[str, float] = {}
         with Measurer(ws, Catalog.built_in()) as m:
-            for metric in m.catalog.metrics:
-                t = time.perf_counter()
-                frame = m.measure(metric, grain="month").frame
-                per[metric] = round(time.perf_counter() - t, 3)
-                totals[metric] = float(frame.value.fillna(0).sum())
+            # Sessions first, on their own, to show what building them costs; the Measurer keeps
+            # them, so the catalogue call below reuses them (its `sessions` metric is recomputed).
+            m.measure_many(["sessions"], grain="month")
+            per["(building sessions)"] = round(time.perf_counter() - t0, 3)
+            t = time.perf_counter()
+            results = m.measure_many(list(m.catalog.metrics), grain="month")
+            per["(the catalogue, sessions built)"] = round(time.perf_counter() - t, 3)
+            totals = {k: float(r.frame.value.fillna(0).sum()) for k, r in results.items()}
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "rss_mb": peak_rss_mb(), "per_metric": per, "totals": totals}
 
@@ -233,9 +236,8 @@ def main() -> None:
         print(f"data: {rows['events']:,} events, {rows['orders']:,} orders, {rows['customers']:,} customers "
               f"(generated in {time.perf_counter() - t0:.0f} s)")
         cx = child("cxlens", Path(d))
-        print(f"cxlens (DuckDB): {len(cx['per_metric'])} metrics by month in {cx['seconds']:.1f} s, peak RSS {cx['rss_mb'] / 1024:.2f} GiB")
-        slow = sorted(cx["per_metric"].items(), key=lambda kv: -kv[1])[:5]
-        print("  slowest: " + ", ".join(f"{k} {v:.1f} s" for k, v in slow))
+        print(f"cxlens (DuckDB): {len(cx['totals'])} metrics by month in {cx['seconds']:.1f} s, peak RSS {cx['rss_mb'] / 1024:.2f} GiB")
+        print("  of which: " + ", ".join(f"{k} {v:.1f} s" for k, v in cx["per_metric"].items()))
         if args.skip_pandas:
             return
         pd_ = child("pandas", Path(d))

@@ -154,6 +154,28 @@ def test_duckdb_matches_reference(duck: Measurer, prepared: PreparedTables, metr
             assert_same(got.drop(columns="value").rename(columns={share: "value"}), ref, keys, f"nps {share}")
 
 
+MANY = [("month", (), {}), ("all", (), {}), ("quarter", (), {"since": date(2025, 2, 10), "until": date(2025, 8, 20)}),
+        ("month", ("country",), {})]
+
+
+@pytest.mark.parametrize("grain,by,window", MANY, ids=lambda v: str(v) if not isinstance(v, dict) else ("window" if v else "-"))
+def test_measure_many_matches_reference(duck: Measurer, prepared: PreparedTables, grain: str, by: tuple[str, ...],
+                                        window: dict[str, Any]) -> None:
+    """The whole catalogue in one call (measures of a source share one query) equals the reference
+    metric by metric, and each frame equals the one `measure` gives for that metric alone."""
+    ids = [m for m in METRICS if not (grain == "all" and CATALOG.metrics[m].needs_grain)
+           and all(d in CATALOG.dimensions_for(CATALOG.metrics[m]) for d in by)]
+    assert len(ids) >= (20 if by else 45)
+    got = duck.measure_many(ids, grain=grain, by=by, since=window.get("since"), until=window.get("until"))
+    assert list(got) == ids
+    for m in ids:
+        res = got[m]
+        by_m = res.query.by
+        assert_same(res.frame, expected(prepared, m, grain, by_m, window), keys_of(grain, by_m), f"many {m}/{grain}/{by_m}")
+        alone = duck.measure(m, grain=grain, by=by, since=window.get("since"), until=window.get("until")).frame
+        pd.testing.assert_frame_equal(res.frame, alone, check_exact=False, rtol=1e-12)
+
+
 def test_fixture_has_the_edge_cases(duck: Measurer, tables: dict[str, pd.DataFrame]) -> None:
     """The cases the issue names exist in the fixture, so the suite above really covers them."""
     orders = tables["orders"]

@@ -16,8 +16,9 @@ import pandas as pd
 
 from cxlens.errors import MetricError, StatsError
 from cxlens.semantic.api import _plain, catalog_for
-from cxlens.semantic.compile import compile_query, execute, parse_date
+from cxlens.semantic.compile import parse_date
 from cxlens.semantic.model import Metric, Query
+from cxlens.semantic.plan import answer
 from cxlens.semantic.registry import Catalog
 from cxlens.semantic.sources import Context
 from cxlens.stats import Moments, compare
@@ -71,7 +72,7 @@ class Baseline:
 def _window(ctx: Context, catalog: Catalog, metric: Metric, p: Period, by: tuple[str, ...], where: str | None) -> pd.DataFrame:
     q = Query(metric=metric.id, grain="all", by=by, since=p.start.isoformat(), until=p.end.isoformat(), where=where,
               window=True)
-    return execute(compile_query(ctx, catalog, q), metric, q)
+    return answer(ctx, catalog, [q])[0]
 
 
 def _moments(row: pd.Series | None, metric: Metric) -> Moments:

@@ -1,13 +1,16 @@
-"""Compile a metric query into one Ibis expression and run it in the engine.
+"""Compile metric queries into Ibis aggregates, many measures per engine query.
 
-The engine returns one row per period and dimension value with the value, its `n` and the
-sufficient statistics (sum, sum of squares) a baseline comparison needs; Python only formats
-those aggregates.
+A measure is an aggregation over one semantic source. Measures over the same source, at the
+same grain, dimensions, dates and segment share one scan and one group-by: each becomes a few
+aggregate columns (its filter as `FILTER (WHERE ...)`) of a `Batch`, so a whole catalogue costs
+one compiled query per source instead of one or two per metric. The engine returns per group the
+value, its `n` and the sufficient statistics (sum, sum of squares) a baseline comparison needs;
+cxlens.semantic.plan combines those few rows into ratios and shares.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import ibis
@@ -71,118 +74,163 @@ def check_query(catalog: Catalog, q: Query) -> Metric:
     return metric
 
 
-def compile_query(ctx: Context, catalog: Catalog, q: Query) -> ir.Table:
-    """The Ibis expression answering a query (not yet executed)."""
-    metric = check_query(catalog, q)
-    window = Window(parse_date(q.since, "--since"), parse_date(q.until, "--until"))
-    keys = ([KEY_PERIOD] if q.grain != "all" else []) + list(q.by)
-    where = catalog.profile_filter(ctx, q.where) if q.where else None
-    span = None
-    if q.window and window.since is not None and window.until is not None:
-        span = (datetime.combine(window.since, datetime.min.time()), datetime.combine(window.until + timedelta(days=1), datetime.min.time()))
-    build = lambda m: _aggregate(ctx, catalog, metric, m, q.grain, q.by, window, where, span)  # noqa: E731
-    if metric.measure is not None:
-        t = build(metric.measure)
-        if metric.share_over:
-            others = [k for k in keys if k not in metric.share_over]
-            total = t.value.sum().over(group_by=others) if others else t.value.sum().over()
-            t = t.mutate(numerator=t.value, denominator=total)
-            t = t.mutate(value=t.numerator / t.denominator, n=t.denominator.cast("int64"), sum=t.numerator, sum_sq=t.numerator)
-        return t
-    assert metric.numerator is not None and metric.denominator is not None
-    num, den = build(metric.numerator), build(metric.denominator)
-    num = num.select(*keys, numerator=num.value, num_rows=num.n)
-    den = den.select(*[den[k].name(f"d_{k}") for k in keys], denominator=den.value)
-    if keys:
-        j = num.outer_join(den, [num[k].identical_to(den[f"d_{k}"]) for k in keys])
-        j = j.select(*[ibis.coalesce(j[k], j[f"d_{k}"]).name(k) for k in keys], "numerator", "num_rows", "denominator")
-    else:
-        j = num.cross_join(den)
-    numer = j.numerator.fill_null(0)
-    ok = j.denominator.notnull() & (j.denominator != 0)
-    value = ibis.ifelse(ok, numer / j.denominator, ibis.null("float64"))
-    if metric.n_from == "numerator":
-        # Units are the numerator's rows (new customers for clv_to_cac): no units, no row; the
-        # parts are reported per unit (historical CLV over CAC).
-        j = j.filter(j.num_rows.fill_null(0) > 0)
-        per = j.num_rows.cast("float64")
-        return j.mutate(value=value, n=ibis.ifelse(ok, j.num_rows, 0).cast("int64"), numerator=j.numerator / per,
-                        denominator=j.denominator.fill_null(0) / per).drop("num_rows")
-    n = ibis.ifelse(ok, j.denominator, 0)
-    return j.mutate(value=value, n=n.cast("int64"), numerator=numer, denominator=j.denominator.fill_null(0)).drop("num_rows")
-
-
-def _aggregate(ctx: Context, catalog: Catalog, metric: Metric, m: Measure, grain: str, by: tuple[str, ...],
-               window: Window, where: ir.Table | None, span: tuple[datetime, datetime] | None = None) -> ir.Table:
-    where_text = f"metric {metric.id} ({metric.origin})"
-    source = SOURCES.get(m.source)
-    if source is None:
-        raise MetricError(f"{where_text}: unknown source {m.source!r}; sources: {', '.join(SOURCES)}.")
-    row_dims, profile_dims, segment = [], [], False
+def resolve_dims(catalog: Catalog, m: Measure, by: tuple[str, ...]) -> Dims:
+    """Where each dimension of `by` comes from for a measure: its source rows, the profile, or segments."""
+    row, profile, segment = [], [], False
     for d in by:
         col = m.column_for(d)
         dim = catalog.dimensions[d]
         if col is not None and col.startswith("profile:"):
-            profile_dims.append((d, col.removeprefix("profile:")))
+            profile.append((d, col.removeprefix("profile:")))
         elif col is not None:
-            row_dims.append((d, col))
+            row.append((d, col))
         elif d == "segment":
             segment = True
         elif dim.profile is not None:
-            profile_dims.append((d, dim.profile))
+            profile.append((d, dim.profile))
         else:
-            row_dims.append((d, dim.column_for(m.source) or ""))
-    request = Request(grain, tuple(row_dims) if source.derived_dims else (), span if source.periodic else None)
-    rows = ctx.source(m.source, request)
-    if m.filter:
-        rows = rows.filter(compile_expr(m.filter, rows, where=where_text))
-    if source.derived_dims:
-        rows = rows.mutate(**{d: rows[d] for d, _ in row_dims})
-    else:
-        rows = rows.mutate(**{d: compile_expr(col, rows, where=f"dimension {d}") for d, col in row_dims})
-    rows = window.apply(rows)
-    if profile_dims or where is not None or segment:
-        if "profile_id" not in rows.columns:
+            row.append((d, dim.column_for(m.source) or ""))
+    return Dims(tuple(row), tuple(profile), segment)
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Dimensions of a query resolved for one measure: (id, column) from rows and from the profile."""
+
+    row: tuple[tuple[str, str], ...]
+    profile: tuple[tuple[str, str], ...]
+    segment: bool
+
+
+@dataclass
+class Batch:
+    """Measures of one source that share rows (same grain, dimensions, dates, segment and unit).
+
+    `add` registers a measure and returns its slot; `expr` is the one aggregate computing every
+    slot; `frame` cuts a slot's columns out of the executed result.
+    """
+
+    source: str
+    unit: str | None
+    q: Query
+    dims: Dims
+    slots: list[tuple[Metric, Measure]] = field(default_factory=list)
+
+    def add(self, metric: Metric, m: Measure) -> int:
+        for i, (other, om) in enumerate(self.slots):
+            if om == m and other.extras == metric.extras:
+                return i
+        self.slots.append((metric, m))
+        return len(self.slots) - 1
+
+    @property
+    def keys(self) -> list[str]:
+        return ([KEY_PERIOD] if self.q.grain != "all" else []) + list(self.q.by)
+
+    def expr(self, ctx: Context, catalog: Catalog) -> ir.Table:
+        """The Ibis aggregate with every slot's value, n, sums, extras and row count."""
+        rows = self._rows(ctx, catalog)
+        keys = self.keys
+        aggs: dict[str, ir.Value] = {}
+        if self.unit is not None:
+            rows = rows.filter(rows[self.unit].notnull())
+            inner: dict[str, ir.Value] = {}
+            for i, (metric, m) in enumerate(self.slots):
+                f = rows[f"_f{i}"] if m.filter else None
+                where = f"metric {metric.id} ({metric.origin})"
+                inner[f"y{i}"] = compile_expr(m.expr, rows, where=where, aggregate=True, rows=f) if m.expr else ibis.literal(1)
+                if f is not None:
+                    # Units without a row passing the filter do not count for this measure.
+                    inner[f"h{i}"] = rows.count(where=f) > 0
+            units = rows.group_by([*keys, self.unit]).aggregate(**inner)
+            for i, (_, m) in enumerate(self.slots):
+                has = units[f"h{i}"] if m.filter else None
+                aggs.update(_stats(i, m.agg, units, units[f"y{i}"], has))
+            rows = units
+        else:
+            for i, (metric, m) in enumerate(self.slots):
+                f = rows[f"_f{i}"] if m.filter else None
+                where = f"metric {metric.id} ({metric.origin})"
+                y = compile_expr(m.expr, rows, where=where) if m.expr else ibis.literal(1)
+                aggs.update(_stats(i, m.agg, rows, y, f))
+                for name, text in metric.extras:
+                    aggs[f"e{i}_{name}"] = compile_expr(text, rows, where=where).cast("float64").mean(where=f)
+        return rows.group_by(keys).aggregate(**aggs) if keys else rows.aggregate(**aggs)
+
+    def _rows(self, ctx: Context, catalog: Catalog) -> ir.Table:
+        """The source rows with each slot's filter as a column `_f{i}`, dimensions, dates and segment applied."""
+        q, dims = self.q, self.dims
+        source = SOURCES.get(self.source)
+        if source is None:
+            metric = self.slots[0][0]
+            raise MetricError(f"metric {metric.id} ({metric.origin}): unknown source {self.source!r}; sources: {', '.join(SOURCES)}.")
+        window = Window(parse_date(q.since, "--since"), parse_date(q.until, "--until"))
+        span = None
+        if q.window and window.since is not None and window.until is not None:
+            span = (datetime.combine(window.since, datetime.min.time()),
+                    datetime.combine(window.until + timedelta(days=1), datetime.min.time()))
+        request = Request(q.grain, dims.row if source.derived_dims else (), span if source.periodic else None)
+        rows = ctx.source(self.source, request)
+        # Filters are compiled over the source's own columns, before any join adds others.
+        filters = {f"_f{i}": compile_expr(m.filter, rows, where=f"metric {metric.id} ({metric.origin})")
+                   for i, (metric, m) in enumerate(self.slots) if m.filter}
+        if filters:
+            rows = rows.mutate(**filters)
+        if source.derived_dims:
+            rows = rows.mutate(**{d: rows[d] for d, _ in dims.row})
+        else:
+            rows = rows.mutate(**{d: compile_expr(col, rows, where=f"dimension {d}") for d, col in dims.row})
+        rows = window.apply(rows)
+        where = catalog.profile_filter(ctx, q.where) if q.where else None
+        if (dims.profile or where is not None or dims.segment) and "profile_id" not in rows.columns:
+            metric = self.slots[0][0]
             raise MetricError(f"{metric.id} rows have no profile; it cannot be cut or filtered by profile.")
-    if profile_dims:
-        attrs = catalog.profile_attributes(ctx)
-        attrs = attrs.select(_pid=attrs.profile_id, **{d: attrs[a] for d, a in profile_dims}).view()
-        rows = rows.left_join(attrs, rows.profile_id == attrs._pid).drop("_pid")
-    if where is not None:
-        where = where.select(_wid=where.profile_id).view()
-        rows = rows.semi_join(where, rows.profile_id == where._wid)
-    if segment:
-        members = catalog.segment_members(ctx)
-        members = members.select(_pid=members.profile_id, segment=members.segment).view()
-        rows = rows.join(members, rows.profile_id == members._pid).drop("_pid")
-    keys = list(by)
-    if grain != "all":
-        rows = rows.mutate(**{KEY_PERIOD: truncate(rows.ts, grain)})
-        keys = [KEY_PERIOD, *keys]
-    if m.unit is not None:
-        rows = rows.filter(rows[m.unit].notnull())
-        y = compile_expr(m.expr, rows, where=where_text, aggregate=True) if m.expr else ibis.literal(1)
-        rows = rows.group_by([*keys, m.unit]).aggregate(y=y)
-        extras: dict[str, ir.Value] = {}
-    else:
-        y = compile_expr(m.expr, rows, where=where_text) if m.expr else ibis.literal(1)
-        extras = {name: compile_expr(expr, rows, where=where_text) for name, expr in metric.extras}
-        rows = rows.mutate(y=y, **extras)
-    y = rows.y.cast("float64") if m.agg != "count" else rows.y
-    aggs: dict[str, ir.Value]
-    if m.agg == "count":
-        aggs = {"value": rows.count().cast("float64"), "n": rows.count()}
-    elif m.agg == "sum":
-        aggs = {"value": y.sum(), "n": rows.count(), "sum": y.sum(), "sum_sq": (y * y).sum()}
-    else:
-        aggs = {"value": y.mean(), "n": y.count(), "sum": y.sum(), "sum_sq": (y * y).sum()}
-    aggs.update({name: rows[name].cast("float64").mean() for name in extras})
-    return rows.group_by(keys).aggregate(**aggs) if keys else rows.aggregate(**aggs)
+        if dims.profile:
+            attrs = catalog.profile_attributes(ctx)
+            attrs = attrs.select(_pid=attrs.profile_id, **{d: attrs[a] for d, a in dims.profile}).view()
+            rows = rows.left_join(attrs, rows.profile_id == attrs._pid).drop("_pid")
+        if where is not None:
+            where = where.select(_wid=where.profile_id).view()
+            rows = rows.semi_join(where, rows.profile_id == where._wid)
+        if dims.segment:
+            members = catalog.segment_members(ctx)
+            members = members.select(_pid=members.profile_id, segment=members.segment).view()
+            rows = rows.join(members, rows.profile_id == members._pid).drop("_pid")
+        if q.grain != "all":
+            rows = rows.mutate(**{KEY_PERIOD: truncate(rows.ts, q.grain)})
+        return rows
+
+    def frame(self, result: pd.DataFrame, i: int) -> pd.DataFrame:
+        """Slot i's rows of the executed aggregate: keys, value, n, sum, sum_sq and extras."""
+        metric, m = self.slots[i]
+        keys = self.keys
+        cols = {f"v{i}": "value", f"n{i}": "n"}
+        if m.agg != "count":
+            cols.update({f"s{i}": "sum", f"q{i}": "sum_sq"})
+        if self.unit is None:
+            cols.update({f"e{i}_{name}": name for name, _ in metric.extras})
+        df = result
+        if keys:
+            # A group exists for a measure only where some of its rows (or units) do.
+            df = df[df[f"r{i}"] > 0]
+        return df[[*keys, *cols]].rename(columns=cols).reset_index(drop=True)
 
 
-def execute(expr: ir.Table, metric: Metric, q: Query) -> pd.DataFrame:
-    """Run in the engine and tidy: value scaled, periods as dates, sorted by period and dimensions."""
-    df = expr.to_pyarrow().to_pandas()
+def _stats(i: int, agg: str, rows: ir.Table, y: ir.Value, where: ir.BooleanValue | None) -> dict[str, ir.Value]:
+    """Slot i's aggregates over `rows` where `where` holds (all rows when None)."""
+    count = rows.count(where=where)
+    out: dict[str, ir.Value] = {f"r{i}": count}
+    if agg == "count":
+        return {**out, f"v{i}": count.cast("float64"), f"n{i}": count}
+    y = y.cast("float64")
+    stats = {f"s{i}": y.sum(where=where), f"q{i}": (y * y).sum(where=where)}
+    if agg == "sum":
+        return {**out, f"v{i}": y.sum(where=where), f"n{i}": count, **stats}
+    return {**out, f"v{i}": y.mean(where=where), f"n{i}": y.count(where=where), **stats}
+
+
+def tidy(df: pd.DataFrame, metric: Metric, q: Query) -> pd.DataFrame:
+    """Value scaled, periods as dates, rows sorted by period and dimensions."""
     if metric.scale != 1.0:
         df["value"] = df["value"] * metric.scale
     if KEY_PERIOD in df.columns:

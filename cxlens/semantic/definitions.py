@@ -329,7 +329,7 @@ def _check_compiles(catalog: "Catalog", metrics: list[Metric], dims: list[Dimens
     """Compile every user entry against an empty in-memory workspace: unknown columns surface now."""
     if not (metrics or dims or segs):
         return
-    from cxlens.semantic.compile import compile_query
+    from cxlens.semantic.plan import compile_query
     from cxlens.semantic.expressions import compile_expr
     from cxlens.semantic.model import Query
     from cxlens.semantic.segments import profile_features
