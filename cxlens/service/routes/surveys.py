@@ -60,7 +60,7 @@ class NewSurvey(BaseModel):
 
 class Answer(BaseModel):
     token: str = Field(max_length=2048)
-    score: int | float | str
+    score: Any = Field(description="A whole number on the survey's scale (NPS 0-10, CSAT 1-5, CES 1-7).")
     comment: str | None = Field(None, max_length=MAX_COMMENT)
 
 

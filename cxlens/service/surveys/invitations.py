@@ -150,7 +150,7 @@ def run_invitations(ws: Workspace, *, as_of: datetime | None = None, base_url: s
                     excluded[name] += int(bool(flag))
             else:
                 token = sign(key, survey.survey_id, customer_id, source=source, days_valid=DEFAULT_DAYS_VALID,
-                             now=as_of.replace(tzinfo=UTC).timestamp())
+                             now=max(as_of, now).replace(tzinfo=UTC).timestamp())  # valid from when it can be sent
                 new.append({"invitation_id": inv_id, "survey_id": survey.survey_id, "profile_id": profile_id,
                             "customer_id": customer_id, "source": source, "channel": channel, "send_at": as_of,
                             "reason": reason, "token": token,
