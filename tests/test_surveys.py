@@ -359,3 +359,18 @@ def test_invitation_rules_match_pandas_and_never_duplicate(env: dict) -> None:
     [(profile, source)] = stored(env, "SELECT profile_id, source FROM survey_responses WHERE customer_id = 'c1'")
     assert source == SOURCE
     assert stored(env, "SELECT DISTINCT profile_id FROM interactions WHERE customer_id = 'c1'") == [(profile,)]
+
+
+def test_docs_surveys_python_example_runs_and_prints_what_it_says() -> None:
+    import contextlib
+    import io
+
+    from conftest import REPO
+
+    section = (REPO / "docs" / "service.md").read_text().split("\n## Surveys\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    expected = [line.removeprefix("# ") for line in code.splitlines() if line.startswith("# ")]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/service.md#surveys", "exec"), {"__name__": "docs_example"})  # noqa: S102 - the snippet is ours
+    assert out.getvalue().splitlines() == expected
