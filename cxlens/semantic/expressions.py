@@ -33,6 +33,8 @@ def parse(text: str, where: str = "") -> exp.Expression:
     except sqlglot.errors.ParseError as exc:
         detail = exc.errors[0]["description"] if exc.errors else str(exc)
         raise MetricError(f"{_at(where)}`{text}` is not a valid expression ({detail}).") from None
+    except sqlglot.errors.TokenError:  # e.g. an unclosed quote: the text cannot even be split into tokens
+        raise MetricError(f"{_at(where)}`{text}` is not a valid expression (a quote or bracket is not closed).") from None
     if tree is None:
         raise MetricError(f"{_at(where)}`{text}` is empty; write a condition or a formula over columns.")
     for node in tree.walk():
