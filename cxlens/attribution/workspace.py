@@ -307,3 +307,32 @@ def roi(result: AttributionResult, costs: dict[str, float]) -> tuple[list[dict[s
             for key, cost in sorted(costs.items()) if cost > 0 and key in credited]
     unmatched = {key: cost for key, cost in sorted(costs.items()) if key not in credited and cost}
     return rows, unmatched
+
+
+@dataclass(frozen=True)
+class WorkspaceAttribution:
+    """One model's credits on the workspace with what the CLI and the read API show beside them:
+    ROI against costs, personalized vs generic touches overall and within each channel."""
+
+    result: AttributionResult
+    roi: list[dict[str, Any]]
+    unmatched_costs: dict[str, float]
+    personalized: list[dict[str, Any]]
+    personalized_by_channel: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cxlens attribution --format json` document (on the workspace)."""
+        return {**self.result.to_dict(), "roi": self.roi, "unmatched_costs": self.unmatched_costs,
+                "personalized": self.personalized, "personalized_by_channel": self.personalized_by_channel}
+
+
+def attribution_report(ws: Any, model: str, *, order: int = 1, by: By = "channel", lookback_days: float = 30,
+                       half_life_days: float = 7.0) -> WorkspaceAttribution:
+    """Credits, ROI and (grouped by channel) the personalized vs generic comparison, from one set of journeys."""
+    with Journeys(ws, lookback_days=lookback_days) as journeys:
+        result = journeys.attribute(model, order=order, by=by, half_life_days=half_life_days)
+        roi_rows, unmatched = roi(result, journeys.costs(by))
+        personal = journeys.personalized(model, order=order, half_life_days=half_life_days) if by == "channel" else []
+        within = (journeys.personalized(model, order=order, half_life_days=half_life_days, within_channels=True)
+                  if by == "channel" else [])
+    return WorkspaceAttribution(result, roi_rows, unmatched, personal, within)

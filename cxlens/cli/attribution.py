@@ -114,18 +114,16 @@ def attribution_command(
 
 
 def _workspace(ctx: typer.Context, model: str, order: int, by: str, lookback_days: float, half_life: float, format: Format) -> None:
-    from cxlens.attribution.workspace import Journeys, roi
+    from cxlens.attribution.workspace import attribution_report
 
-    with open_workspace(ctx) as ws, Journeys(ws, lookback_days=lookback_days) as journeys:
-        result = journeys.attribute(model, order=order, by=by, half_life_days=half_life)  # type: ignore[arg-type]
-        roi_rows, unmatched = roi(result, journeys.costs(by))  # type: ignore[arg-type]
-        personal = journeys.personalized(model, order=order, half_life_days=half_life) if by == "channel" else []
-        within = (journeys.personalized(model, order=order, half_life_days=half_life, within_channels=True)
-                  if by == "channel" else [])
+    with open_workspace(ctx) as ws:
+        report = attribution_report(ws, model, order=order, by=by, lookback_days=lookback_days,  # type: ignore[arg-type]
+                                    half_life_days=half_life)
     if format is Format.json:
-        print_json({**result.to_dict(), "roi": roi_rows, "unmatched_costs": unmatched, "personalized": personal,
-                    "personalized_by_channel": within})
+        print_json(report.to_json())
         return
+    result, roi_rows, unmatched = report.result, report.roi, report.unmatched_costs
+    personal, within = report.personalized, report.personalized_by_channel
     print_rows(_channel_rows(result, by), title=_title(result) + f" by {by}")
     extra = result.extra
     console.print(f"{extra['orders']:,} valid orders; {extra['unattributed_conversions']:,} had no touch in the "

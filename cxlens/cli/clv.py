@@ -138,30 +138,20 @@ def predict_command(
 
       cxlens clv predict --horizon 12m --model pareto-nbd --discount-rate 0.01 --format json
     """
-    import numpy as np
-
-    from cxlens.clv.workspace import (
-        PREDICTIONS_TABLE,
-        predict_workspace,
-        save_predictions,
-    )
+    from cxlens.clv.output import prediction_json
+    from cxlens.clv.workspace import PREDICTIONS_TABLE, predict_workspace, save_predictions
 
     with open_workspace(ctx) as ws:
         prediction = predict_workspace(ws, model=model.value, horizon=horizon, discount_rate=discount_rate, unit=unit.value,
                                        use_margin=use_margin)
         save_predictions(ws, prediction)
-    out, t = prediction.frame, prediction.horizon_units
-    totals = {k: (int(v) if k == "customers" else v) for k, v in prediction.totals.items()}
-    top = out.sort_values(["clv", "profile_id"], ascending=[False, True]).head(10)
+    out = prediction_json(prediction)
     if format is Format.json:
-        print_json({"model": model.value, "horizon": horizon, "horizon_units": t, "unit": unit.value,
-                    "basis": "margin" if use_margin else "revenue",
-                    "discount_rate": discount_rate, "table": PREDICTIONS_TABLE, "summary": totals,
-                    "top": [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items() if k != "predicted_at"}
-                            for r in top.to_dict("records")]})
+        print_json(out)
         return
+    top, totals = out["top"], out["summary"]
     print_rows([{"profile": r["profile_id"], "expected purchases": r["expected_purchases"], "P(alive)": r["p_alive"],
-                 "spend/purchase": r["expected_spend"], "CLV": r["clv"]} for r in top.to_dict("records")],
+                 "spend/purchase": r["expected_spend"], "CLV": r["clv"]} for r in top],
                title=f"Top {len(top)} customers by CLV over {horizon} ({model.value} + gamma-gamma)")
     console.print(f"{totals['customers']:,} customers written to {PREDICTIONS_TABLE}: {totals['expected_purchases']:,.1f} "
                   f"expected purchases, total CLV {totals['clv']:,.2f} (mean {totals['mean_clv']:,.2f}), "

@@ -29,10 +29,6 @@ class LevelChoice(str, enum.Enum):
     touchpoint = "touchpoint"
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
-
-
 def _pct(v: Any) -> str:
     return "" if v is None or pd.isna(v) else f"{100 * float(v):.1f}%"
 
@@ -59,6 +55,7 @@ def paths_command(
 
       cxlens journeys paths --to churn --level touchpoint --format json
     """
+    from cxlens.journeys.output import paths_json
     from cxlens.journeys.paths import PathSettings, path_counts
 
     settings = PathSettings(level=level.value, lookback_days=lookback_days, max_steps=max_steps, churn_days=churn_days)
@@ -70,8 +67,7 @@ def paths_command(
         result = path_counts(ws, to.value, settings)
     paths = result["paths"].head(limit)
     if format is Format.json:
-        print_json({**{k: result[k] for k in ("outcome", "level", "lookback_days", "max_steps")},
-                    "paths": _records(paths), "sankey": _records(result["sankey"])})
+        print_json(paths_json(result, limit))
         return
     if paths.empty:
         console.print(f"No customer has a path to {to.value}: the workspace holds no {'purchase' if to.value == 'conversion' else 'churned customer'} "
@@ -98,13 +94,14 @@ def funnel_command(
       cxlens journeys funnel --steps product_view,order --window-days 30 --by loyalty_tier --format json
     """
     from cxlens.journeys.funnel import funnel
+    from cxlens.journeys.output import funnel_json
 
     names = [s for s in (p.strip() for p in steps.split(",")) if s]
     catalog = load_catalog(ctx) if by == "segment" else None
     with open_workspace(ctx) as ws:
         result = funnel(ws, names, window_days=window_days, by=by, catalog=catalog)
     if format is Format.json:
-        print_json({"steps": list(result.steps), "window_days": window_days, "by": by, "rows": _records(result.frame)})
+        print_json(funnel_json(result, window_days, by))
         return
     if result.frame.empty:
         console.print(f"No customer reached the first step ({result.steps[0]}); nothing to show.")
@@ -147,15 +144,14 @@ def friction_command(
       cxlens journeys friction --long-wait 600 --churn-days 90 --format json
     """
     from cxlens.journeys.friction import FrictionSettings, friction_costs
+    from cxlens.journeys.output import friction_json
 
     settings = FrictionSettings(repeat_days=repeat_days, topic_days=topic_days, long_wait_seconds=long_wait,
                                 survey_days=survey_days, churn_days=churn_days)
     with open_workspace(ctx) as ws:
         result = friction_costs(ws, settings)
     if format is Format.json:
-        print_json({"settings": settings.__dict__, "churn_cutoff": result.window.cutoff.isoformat(),
-                    "prevalence": result.prevalence, "effects": _records(result.effects), "models": result.models,
-                    "by_touchpoint": _records(result.by_touchpoint), "notes": list(result.notes)})
+        print_json(friction_json(result, settings))
         return
     p = result.prevalence
     print_rows([{"measure": k, "share of cases": _pct(p[k])} for k in ("friction", *MEASURE_NAMES)],
@@ -195,6 +191,7 @@ def map_command(
     """
     from cxlens.journeys.friction import FrictionSettings
     from cxlens.journeys.map import journey_map
+    from cxlens.journeys.output import map_json
 
     if min_customers < 1 or limit < 1:
         from cxlens.errors import UsageError
@@ -204,8 +201,7 @@ def map_command(
         m = journey_map(ws, FrictionSettings(churn_days=churn_days), min_customers=min_customers)
     micro = m.micro_journeys.head(limit)
     if format is Format.json:
-        print_json({"customers": m.customers, "churn_rate": m.churn_rate, "touchpoints": _records(m.touchpoints),
-                    "micro_journeys": _records(micro)})
+        print_json(map_json(m, limit))
         return
     ranked = pd.concat([m.worst(5).assign(side="worst"), m.best(5).assign(side="best")]).drop_duplicates("touchpoint")
     print_rows([{"touchpoint": r.touchpoint, "": r.side, "experience": f"{r.experience:.2f}", "answers": int(r.answers),

@@ -68,8 +68,9 @@ def experiment_command(
     """
     from cxlens.experiments.analysis import check_alpha
     from cxlens.experiments.roi import experiment_roi
+    from cxlens.experiments.roi.experiment import channel_condition
 
-    conditions = [f"channel = '{cost_channel.replace(chr(39), chr(39) * 2)}'"] if cost_channel else []
+    conditions = [channel_condition(cost_channel)] if cost_channel else []
     conditions += [f"({cost_filter})"] if cost_filter else []
     with open_workspace(ctx) as ws:
         result = experiment_roi(ws, experiment_id, control=control, window_days=window, by=by,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -15,17 +15,6 @@ AS_OF_OPTION = typer.Option("--as-of", help="Analyse orders up to this day (YYYY
 
 def _pct(v: float | None) -> str:
     return "" if v is None else f"{100 * v:.1f}%"
-
-
-def _header(result: Any) -> dict[str, Any]:
-    return {"as_of": result.as_of.isoformat(), "value_basis": result.value_basis, "customers": len(result.frame),
-            "table": "customer_value", "recent_from": _day(result.windows.recent_from), "predicted": result.predicted}
-
-
-def _day(day: int) -> str:
-    from cxlens.value.rfm import AsOf
-
-    return AsOf(day).date.isoformat()
 
 
 def rfm_command(
@@ -51,15 +40,16 @@ def rfm_command(
       cxlens rfm --as-of 2025-06-30 --format json
     """
     from cxlens.value import ValueSettings, customer_value, write_customer_value
-    from cxlens.value.summary import grid, rfm_segment_summary
+    from cxlens.value.summary import rfm_json
 
     with open_workspace(ctx) as ws:
         result = customer_value(ws, as_of=as_of, settings=ValueSettings())
         write_customer_value(ws, result)
-        rows = rfm_segment_summary(ws.table("customer_value"))
+        out = rfm_json(result, ws.table("customer_value"))
     if format is Format.json:
-        print_json({**_header(result), "grid": grid(), "segments": rows})
+        print_json(out)
         return
+    rows = out["segments"]
     print_rows([{"segment": r["segment"], "customers": r["customers"], "share": _pct(r["share"]),
                  result.value_basis: r["monetary"], f"mean {result.value_basis}": r["mean_monetary"],
                  "mean orders": r["mean_frequency"], "median days since order": r["median_recency_days"]} for r in rows],
@@ -98,16 +88,17 @@ def hvc_command(
       cxlens hvc --as-of 2025-09-30 --no-predict --format json
     """
     from cxlens.value import ValueSettings, customer_value, write_customer_value
-    from cxlens.value.summary import class_summary
+    from cxlens.value.summary import hvc_json
 
     settings = ValueSettings(k=k, recent_days=recent_days, predict=predict)
     with open_workspace(ctx) as ws:
         result = customer_value(ws, as_of=as_of, settings=settings)
         write_customer_value(ws, result)
-        classes = class_summary(ws.table("customer_value"), limit=limit)
+        out = hvc_json(result, ws.table("customer_value"), limit=limit)
     if format is Format.json:
-        print_json({**_header(result), "settings": settings.as_dict(), "classes": classes})
+        print_json(out)
         return
+    classes = out["classes"]
     print_rows([{"class": c["label"], "customers": c["customers"], "share": _pct(c["share"]),
                  f"share of {result.value_basis}": _pct(c["value_share"]),
                  "median orders": c["evidence"]["frequency"], "median AOV": c["evidence"]["aov"],

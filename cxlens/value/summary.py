@@ -13,8 +13,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from cxlens.value.classes import CLASSES
-from cxlens.value.rfm import GRID, SEGMENT_HELP, SEGMENTS
+from cxlens.value.classes import CLASSES, TABLE, ValueResult
+from cxlens.value.rfm import GRID, SEGMENT_HELP, SEGMENTS, AsOf
 
 CLASS_LABELS: dict[str, str] = {
     "hvc": "High-value customers",
@@ -106,3 +106,25 @@ def class_summary(cv: ir.Table, *, limit: int) -> list[dict[str, Any]]:
                     "share": count / n if n else 0.0, "value_share": money / value if value else 0.0,
                     "evidence": row, "top": top})
     return out
+
+
+def header_json(result: ValueResult) -> dict[str, Any]:
+    """What both `cxlens rfm` and `cxlens hvc` JSON start with: the as-of day, basis, customers and windows."""
+    return {"as_of": result.as_of.isoformat(), "value_basis": result.value_basis, "customers": len(result.frame),
+            "table": TABLE, "recent_from": AsOf(result.windows.recent_from).date.isoformat(),
+            "predicted": result.predicted}
+
+
+def rfm_json(result: ValueResult, cv: ir.Table) -> dict[str, Any]:
+    """The `cxlens rfm --format json` document, summarized from `cv` (customer_value or the unsaved result)."""
+    return {**header_json(result), "grid": grid(), "segments": rfm_segment_summary(cv)}
+
+
+def hvc_json(result: ValueResult, cv: ir.Table, *, limit: int) -> dict[str, Any]:
+    """The `cxlens hvc --format json` document, summarized from `cv` (customer_value or the unsaved result)."""
+    return {**header_json(result), "settings": result.settings.as_dict(), "classes": class_summary(cv, limit=limit)}
+
+
+def unsaved(result: ValueResult) -> ir.Table:
+    """The result as a table the summaries can read without writing customer_value (the read API's GETs)."""
+    return ibis.memtable(result.frame)

@@ -53,6 +53,11 @@ class RoiResult:
         return {k: getattr(self, k) for k in keys}
 
 
+def channel_condition(channel: str) -> str:
+    """A cost filter keeping the costs booked to `channel` (quotes doubled: the name is data, not SQL)."""
+    return f"channel = '{channel.replace(chr(39), chr(39) * 2)}'"
+
+
 def experiment_roi(
     ws: Any,
     experiment_id: str,
