@@ -359,6 +359,11 @@ def test_invitation_rules_match_pandas_and_never_duplicate(env: dict) -> None:
     [(profile, source)] = stored(env, "SELECT profile_id, source FROM survey_responses WHERE customer_id = 'c1'")
     assert source == SOURCE
     assert stored(env, "SELECT DISTINCT profile_id FROM interactions WHERE customer_id = 'c1'") == [(profile,)]
+    # a known customer's answer took its profile from the graph; the next resolution agrees and records it
+    assert stored(env, "SELECT count(*) FROM sources WHERE NOT coalesce(resolved, false)") == [(1,)]
+    assert run_cli("identity", "resolve", workspace=env["ws"]).returncode == 0
+    assert stored(env, "SELECT profile_id FROM survey_responses WHERE customer_id = 'c1'") == [(profile,)]
+    assert stored(env, "SELECT count(*) FROM sources WHERE NOT coalesce(resolved, false)") == [(0,)]
 
 
 def test_docs_surveys_python_example_runs_and_prints_what_it_says() -> None:

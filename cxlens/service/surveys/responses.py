@@ -1,8 +1,11 @@
 """Storing and reading survey answers in the canonical `survey_responses` table.
 
-An answer is written as a one-row file through the ordinary ingest (validated, its identity
-resolved, keyed by response_id per source, one DuckDB transaction), so the `nps`, `csat` and `ces`
-metrics see it like any imported answer, and a second answer with the same link is a duplicate.
+An answer is written as a one-row file through the ordinary file ingest (validated, keyed by
+response_id per source, one DuckDB transaction) and gets its profile_id at once: looked up when
+the identity graph knows the customer, else resolved in the ingest's transaction,
+so the `nps`, `csat` and `ces` metrics see it like any imported answer, and a second answer with
+the same link is a duplicate. The `profiles` summary table is not rebuilt per answer (that takes
+seconds on a large workspace, far too long for a tap); the next ingest or spool load rebuilds it.
 The survey id travels in the row's `attributes` (the canonical table has no column for it).
 """
 
@@ -45,7 +48,7 @@ def check_comment(comment: str | None) -> str | None:
 def record_response(ws: Workspace, survey: Survey, grant: Grant, score: Any, comment: str | None, *,
                     default_source: str, now: datetime | None = None) -> Stored:
     """Validate and store one answer (durable when this returns); a repeat of the link is a duplicate."""
-    from cxlens.ingest.loader import ingest
+    from cxlens.ingest.loader import ingest_file
 
     value, text = check_score(survey, score), check_comment(comment)
     responded = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -57,13 +60,31 @@ def record_response(ws: Workspace, survey: Survey, grant: Grant, score: Any, com
     path = ws.path.with_name(f"{ws.path.name}.survey-{grant.response_id}-{os.getpid()}.ndjson")
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
     try:
-        result = ingest(ws, "survey_responses", [path], source=grant.source or default_source, format="ndjson")[0]
+        source = grant.source or default_source
+        profile_id = known_profile(ws, source, grant.customer_id)
+        result = ingest_file(ws, "survey_responses", path, source=source, format="ndjson", resolve=profile_id is None)
+        if profile_id is not None and result.rows_loaded:
+            ws.sql("UPDATE survey_responses SET profile_id = ? WHERE source = ? AND response_id = ? AND profile_id IS NULL",
+                   [profile_id, source, grant.response_id])
     finally:
         path.unlink(missing_ok=True)
     if result.rows_quarantined:
         reasons = ", ".join(result.quarantine_reasons) or "invalid"
         raise SurveyInputError("score", f"The answer could not be stored ({reasons}).")
     return Stored(grant.response_id, duplicate=result.rows_loaded == 0)
+
+
+def known_profile(ws: Workspace, source: str, customer_id: str) -> str | None:
+    """The profile the identity graph already gives `customer_id` of `source`, if any.
+
+    Resolving one row through the identity engine takes seconds on a large workspace (it
+    recompiles and rewrites its scratch tables); a customer the graph knows needs only this
+    lookup, and the answer's ingest stays pending so the next resolution records its edge."""
+    if "identity_keys" not in ws.backend.tables():
+        return None
+    rows = ws.sql("SELECT DISTINCT profile_id FROM identity_keys WHERE key = ? AND profile_id IS NOT NULL",
+                  [f"customer_id:{source}:{customer_id.strip()}"]).fetchall()
+    return rows[0][0] if len(rows) == 1 else None
 
 
 def _rows(cursor: Any) -> list[dict[str, Any]]:
