@@ -7,8 +7,6 @@ engine, so it runs the same on DuckDB and Spark and never pulls events into Pyth
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import ibis
 import ibis.expr.types as ir
 
@@ -54,11 +52,11 @@ def channel_group(medium: ir.StringValue, source: ir.StringValue, host: ir.Strin
     ).fill_null("direct")
 
 
-def build_sessions(events: ir.Table, keep: Callable[[ir.Table], ir.Table] = lambda t: t) -> ir.Table:
+def build_sessions(events: ir.Table) -> ir.Table:
     """One row per session with its time, visitor, first-touch attributes and outcomes.
 
-    `keep` may materialize the per-session table before the visitor's first session is found:
-    that step reads the sessions twice, and without it the engine would build them twice.
+    One engine query: the per-session group-by, then a window over the sessions for each
+    visitor's first one (nothing is read twice, nothing needs materializing in between).
     """
     ev = events.filter(~events.event_type.isin(NON_SESSION_EVENTS))
     ev = ev.select(*SESSION_COLUMNS, visitor=ibis.coalesce(ev.anonymous_id, ev.source + ":" + ev.customer_id, ev.profile_id))
@@ -103,12 +101,10 @@ def build_sessions(events: ir.Table, keep: Callable[[ir.Table], ir.Table] = lamb
         carted=(s.carts > 0).cast("int64"),
         lead=(s.leads > 0).cast("int64"),
     ).drop("_host", "properties", "ended", "page_events", "purchases", "carts", "leads")
-    s = keep(s)
-    firsts = s.filter(s.visitor.notnull())
-    firsts = firsts.group_by(firsts.visitor).aggregate(first_key=first(firsts.session_key, order_key(firsts.ts, firsts.session_key)))
-    firsts = firsts.rename(_visitor="visitor").view()
-    s = s.left_join(firsts, s.visitor == firsts._visitor)
-    return s.mutate(new=ibis.ifelse(s.visitor.isnull() | (s.first_key == s.session_key), 1, 0)).drop("_visitor", "first_key")
+    # A visitor's first session ever: one window over the sessions (a group-by of the sessions
+    # joined back would read them twice and needs them materialized in between).
+    first_of_visitor = ibis.row_number().over(group_by=s.visitor, order_by=[s.ts, s.session_key]) == 0
+    return s.mutate(new=ibis.ifelse(s.visitor.isnull() | first_of_visitor, 1, 0))
 
 
 def _visit_numbers(loose: ir.Table) -> ir.Table:

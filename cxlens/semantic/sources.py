@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
 from cxlens.semantic.expressions import compile_expr
 from cxlens.semantic.ordered import first, last, order_key
@@ -123,7 +124,7 @@ def _events(ctx: Context, req: Request) -> ir.Table:
 
 
 def _sessions(ctx: Context, req: Request) -> ir.Table:
-    return build_sessions(ctx.table("events"), ctx.keep)
+    return build_sessions(ctx.table("events"))
 
 
 def _surveys(ctx: Context, req: Request) -> ir.Table:
@@ -289,15 +290,20 @@ def _activities(ctx: Context, req: Request) -> ir.Table:
                     engaged=msgs.event_type.isin(["message_opened", "message_clicked"]).cast("int64")),
         orders.select(profile_id=orders.profile_id, ts=orders.ts, sessions=zero, pages=zero, sent=zero, engaged=zero),
     )
-    latest = acts.aggregate(latest=acts.ts.max())
-    acts = acts.filter(acts.profile_id.notnull()).cross_join(latest)
+    # The last activity is one value per context: computed once, it enters every query as a
+    # literal (a cross join with its aggregate made the engine build the union twice).
+    last = ctx.scalar("latest_activity", lambda: acts.ts.max().execute())
+    acts = acts.filter(acts.profile_id.notnull())
+    if last is None or last is pd.NaT or (isinstance(last, float) and math.isnan(last)):
+        return acts.mutate(ts_epoch=ibis.literal(0.0), ref_epoch=ibis.literal(0.0)).filter(ibis.literal(False))
+    latest = ibis.literal(pd.Timestamp(last).to_pydatetime()).cast("timestamp")
     if req.window is not None:
-        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), acts.latest)
+        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), latest)
     elif g == "all":
-        ref = acts.latest
+        ref = latest
     else:
-        ref = ibis.least(truncate(acts.ts, g) + step(g), acts.latest)
-    return acts.mutate(ts_epoch=acts.ts.epoch_seconds().cast("float64"), ref_epoch=ref.epoch_seconds().cast("float64")).drop("latest")
+        ref = ibis.least(truncate(acts.ts, g) + step(g), latest)
+    return acts.mutate(ts_epoch=acts.ts.epoch_seconds().cast("float64"), ref_epoch=ref.epoch_seconds().cast("float64"))
 
 
 def engagement_formula(e: EngagementSettings) -> str:
