@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from conftest import run_cli
 from test_service_helpers import Server, bearer
@@ -210,3 +211,25 @@ def test_backpressure_lifts_when_another_process_drains_and_old_ids_are_pruned(t
         assert server.stop() in (0, -15)
     assert stored(ws, "b") == {f"b-{i}": 1 for i in range(100)}
     assert stored(ws, "b2") == {f"b2-{i}": 1 for i in range(10)}
+
+
+def test_a_backlog_defers_the_profile_rebuild_but_not_identities(tmp_path: Path) -> None:
+    ws = tmp_path / "ws.duckdb"
+    spool = Spool(spool_path_for(ws))
+    sent = events("v", 100)
+    try:
+        spool.append(sent, "http")
+        first = flush(ws, spool, batch=60, max_batches=1, profiles=False)
+        assert (first.loaded, first.backlog) == (60, 40)
+        with Workspace.open(ws) as w:
+            assert w.sql("SELECT count(*), count(profile_id) FROM events").fetchone() == (60, 60)
+            # deferred while 40 wait: no profiles table has been built yet
+            assert w.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'profiles'").fetchone()[0] == 0
+        assert flush(ws, spool, batch=60, profiles=False).backlog == 0  # the batch that empties the spool rebuilds
+        with Workspace.open(ws) as w:
+            profiles = w.sql("SELECT count(*) FROM profiles").fetchone()[0]
+            per_event = w.sql("SELECT event_id, profile_id FROM events").fetchdf()
+    finally:
+        spool.close()
+    visitors = pd.DataFrame(sent)["anonymous_id"].nunique()
+    assert profiles == visitors == per_event["profile_id"].nunique() == 13

@@ -33,37 +33,47 @@ class LoadReport:
         return asdict(self)
 
 
-def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = None) -> tuple[int, int, int, int]:
+def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = None,
+               profiles: bool = True) -> tuple[int, int, int, int]:
     """Load up to `limit` oldest pending events (of one source); (taken, loaded, duplicates, quarantined).
 
     `threads` caps DuckDB's threads for this load (all cores when None), so a server's load
-    leaves CPU to the requests it keeps answering meanwhile."""
-    from cxlens.ingest.loader import ingest
+    leaves CPU to the requests it keeps answering meanwhile. Identities are always resolved (every
+    event goes in with its profile_id); with `profiles` False the profiles table is rebuilt only
+    when this batch empties the spool: a rebuild reads every record, a cost a sustained backlog
+    should not pay on every batch (see ServiceSettings.profiles_every)."""
+    from cxlens.identity import resolve
+    from cxlens.ingest.loader import ingest, ingest_file
 
     source, last_seq, lines = spool.take(limit)
     if not lines:
         return 0, 0, 0, 0
+    profiles = profiles or spool.quick_backlog() <= len(lines)
     batch = spool.path.with_name(f"{spool.path.name}.{source}-{last_seq}-{os.getpid()}.ndjson")
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     try:
         with Workspace.open(workspace) as ws:
             if threads is not None:
                 ws.sql(f"SET threads = {int(threads)}")
-            results = ingest(ws, "events", [batch], source=source, format="ndjson", resolve=True)
+            if profiles:
+                r = ingest(ws, "events", [batch], source=source, format="ndjson", resolve=True)[0]
+            else:
+                r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
+                resolve(ws)  # whatever else is pending, as ingest() does before its profile rebuild
     finally:
         batch.unlink(missing_ok=True)
     spool.trim(source, last_seq)
-    r = results[0]
     return len(lines), r.rows_loaded, r.rows_duplicate, r.rows_quarantined
 
 
 def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None,
-          threads: int | None = None) -> LoadReport:
-    """Load pending events batch by batch until the spool is empty (or `max_batches` ran)."""
+          threads: int | None = None, profiles: bool = True) -> LoadReport:
+    """Load pending events batch by batch until the spool is empty (or `max_batches` ran); with
+    `profiles` False, profiles are rebuilt only by a batch that empties the spool."""
     started = time.perf_counter()
     loaded = duplicates = quarantined = batches = 0
     while max_batches is None or batches < max_batches:
-        taken, n, d, q = load_batch(workspace, spool, batch, threads)
+        taken, n, d, q = load_batch(workspace, spool, batch, threads, profiles)
         if not taken:
             break
         batches += 1

@@ -92,16 +92,20 @@ class Runtime:
 
     def _loop(self) -> None:
         """Load everything pending at start-up, then one batch per pause (see `_pause_after`); keys every turn."""
-        first, next_load, next_prune = True, 0.0, 0.0
+        first, next_load, next_prune, profiles_at = True, 0.0, 0.0, time.monotonic()
         turn = max(0.1, min(self.settings.key_ttl, self.settings.load_interval))
         while not self._stop.is_set():
             try:
                 backlog = self.spool.quick_backlog()  # also corrects the back-pressure estimate
                 if first or (backlog and time.monotonic() >= next_load):
+                    profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
                     with self._ws_lock:
                         self.last_load = flush(self.settings.workspace, self.spool, batch=self.settings.load_batch,
-                                               max_batches=None if first else 1, threads=self.settings.load_threads)
+                                               max_batches=None if first else 1, threads=self.settings.load_threads,
+                                               profiles=profiles)
                     next_load = time.monotonic() + self._pause_after(self.last_load)
+                    if self.last_load.batches and (profiles or self.last_load.backlog == 0):
+                        profiles_at = time.monotonic()
                     if self.last_load.batches:
                         log.info("loaded %d events (%d duplicates, %d quarantined) in %.2f s",
                                  self.last_load.loaded, self.last_load.duplicates, self.last_load.quarantined,

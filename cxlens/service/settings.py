@@ -35,11 +35,16 @@ class ServiceSettings:
     """Events per load transaction."""
     load_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     """DuckDB threads a load may use: one core less than the machine has, so requests keep one."""
-    load_pause: float = 1.0
+    load_pause: float = 0.5
     """After a load of L seconds the next waits at least `load_pause * L` seconds (and at least
     `load_interval`): under a high backlog loads grow larger and rarer, amortizing their fixed cost
     (identity resolution, the profile rebuild), and the loader takes at most 1/(1 + load_pause)
     of the time."""
+    profiles_every: float = 30.0
+    """Seconds the profiles table may lag behind the events while a backlog lasts. Every load
+    resolves identities, so each event has its profile_id at once; the profiles table (one row per
+    person, rebuilt from every record) is rebuilt by a load that empties the spool, or by the first
+    load this long after the last rebuild."""
     seen_days: float = 7.0
     """Days an event_id is remembered to answer a resend as a duplicate; older ids are pruned (a
     later resend is accepted again but still stored once: the events table is keyed by event_id)."""
@@ -52,9 +57,10 @@ class ServiceSettings:
         for name in ("max_events", "max_body_bytes", "backlog_limit", "load_batch", "load_threads", "retry_after"):
             if getattr(self, name) < 1:
                 raise UsageError(f"The service setting {name} must be at least 1; got {getattr(self, name)}.")
-        if self.load_interval <= 0 or self.seen_days <= 0 or self.key_ttl < 0 or self.load_pause < 0:
-            raise UsageError("The service settings load_interval and seen_days must be positive, key_ttl and "
-                             "load_pause not negative.")
+        if self.load_interval <= 0 or self.seen_days <= 0 or self.key_ttl < 0 or self.load_pause < 0 \
+                or self.profiles_every < 0:
+            raise UsageError("The service settings load_interval and seen_days must be positive, key_ttl, "
+                             "load_pause and profiles_every not negative.")
         if not self.source or not self.source.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"The source name `{self.source}` must be letters, digits, '-' or '_'.")
 
