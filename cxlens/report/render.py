@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cxlens.errors import UsageError
 from cxlens.report import charts, periods
-from cxlens.report.attribution import attribution_chart
+from cxlens.report.attribution import AttributionSummary, attribution_chart
 from cxlens.report.data import HEADLINE, ReportData
 from cxlens.report.formatting import (
     format_change,
@@ -25,8 +27,9 @@ from cxlens.report.formatting import (
     format_value,
     is_number,
 )
-from cxlens.report.journeys import friction_figure, funnel_figure, sankey_figure
+from cxlens.report.journeys import JourneysSummary, friction_figure, funnel_figure, sankey_figure
 from cxlens.report.tiles import Tile
+from cxlens.report.value import ValueSummary
 
 CATEGORY_ORDER: tuple[str, ...] = ("Value and loyalty", "Feedback", "Web and funnel", "Messaging", "Engagement",
                                    "Offline", "Service and effort")
@@ -139,13 +142,44 @@ def _sections(data: ReportData) -> dict[str, list[tuple[str, list[TileView]]]]:
     return out
 
 
+Embed = Callable[[go.Figure, str], str]
+"""Turns a figure and its element id into an HTML fragment (the report inlines a script; the
+dashboard, whose Content-Security-Policy forbids inline scripts, embeds the figure as JSON)."""
+
+
+def value_figures(value: ValueSummary | None, currency: str, embed: Embed = charts.to_html) -> list[str]:
+    """The Customer value section's charts."""
+    if value is None or value.histogram is None:
+        return []
+    return [embed(charts.clv_histogram(value.histogram, currency), "clv-distribution")]
+
+
+def attribution_figures(attribution: AttributionSummary | None, embed: Embed = charts.to_html) -> list[str]:
+    """The Attribution section's charts."""
+    fig = attribution_chart(attribution) if attribution is not None else None
+    return [embed(fig, "attribution-models")] if fig is not None else []
+
+
+def journeys_figures(j: JourneysSummary | None, embed: Embed = charts.to_html) -> list[str]:
+    """The Journeys section's charts: paths (Sankey), funnel and friction costs."""
+    if j is None:
+        return []
+    out: list[str] = []
+    if j.sankey is not None and len(j.sankey):
+        out.append(embed(sankey_figure(j.sankey), "journeys-sankey"))
+    if j.funnel_frame is not None and len(j.funnel_frame):
+        out.append(embed(funnel_figure(j.funnel_frame), "journeys-funnel"))
+    if j.friction_frame is not None and len(j.friction_frame):
+        out.append(embed(friction_figure(j.friction_frame), "journeys-friction"))
+    return out
+
+
 def _figures(data: ReportData) -> dict[str, Any]:
     """HTML fragments of every chart, by section."""
     window = (data.options.baseline.start, data.options.baseline.end) if data.options.baseline else None
     trends = [charts.to_html(charts.trend(t, data.currency_symbol, window), f"trend-{t.metric.id}")
               for t in data.headline() if len(t.points) >= 2]
-    sections: dict[str, list[str]] = {"channel": [], "traffic": [], "segment": [], "feedback": [], "engagement": [],
-                                      "value": [], "attribution": [], "journeys": []}
+    sections: dict[str, list[str]] = {"channel": [], "traffic": [], "segment": [], "feedback": [], "engagement": []}
     for b, frame in data.breakdowns:
         unit = data.catalog.metrics[b.metric].unit
         fig = charts.breakdown(frame, b.by, b.title, b.chart, unit, data.currency_symbol)
@@ -158,21 +192,8 @@ def _figures(data: ReportData) -> dict[str, Any]:
     if data.engagement is not None and data.engagement_period is not None:
         fig = charts.engagement_histogram(data.engagement, periods.label(data.engagement_period, data.options.grain))
         sections["engagement"].append(charts.to_html(fig, "engagement-distribution"))
-    if data.value is not None and data.value.histogram is not None:
-        sections["value"].append(charts.to_html(charts.clv_histogram(data.value.histogram, data.currency_symbol), "clv-distribution"))
-    if data.attribution is not None:
-        fig = attribution_chart(data.attribution)
-        if fig is not None:
-            sections["attribution"].append(charts.to_html(fig, "attribution-models"))
-    j = data.journeys
-    if j is not None:
-        if j.sankey is not None and len(j.sankey):
-            sections["journeys"].append(charts.to_html(sankey_figure(j.sankey), "journeys-sankey"))
-        if j.funnel_frame is not None and len(j.funnel_frame):
-            sections["journeys"].append(charts.to_html(funnel_figure(j.funnel_frame), "journeys-funnel"))
-        if j.friction_frame is not None and len(j.friction_frame):
-            sections["journeys"].append(charts.to_html(friction_figure(j.friction_frame), "journeys-friction"))
-    return {"trends": trends, **sections}
+    return {"trends": trends, **sections, "value": value_figures(data.value, data.currency_symbol),
+            "attribution": attribution_figures(data.attribution), "journeys": journeys_figures(data.journeys)}
 
 
 def _environment() -> Environment:
