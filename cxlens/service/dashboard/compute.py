@@ -1,0 +1,202 @@
+"""What each dashboard page shows, computed with the report's own builders.
+
+KPI tiles come from `tile_from_series`/`tile_view` (the report's tiles) over metric series that
+the semantic layer computes with the page's filters; experiments, value, journeys and attribution
+are the report's summaries and charts. Figures are embedded as JSON (see `embed`), because the
+dashboard's Content-Security-Policy allows no inline script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from markupsafe import Markup
+
+from cxlens.errors import CxlensError
+from cxlens.report import charts, periods
+from cxlens.report.data import HEADLINE, currency_of, data_span
+from cxlens.report.experiments import summarize_content, summarize_experiments
+from cxlens.report.formatting import currency_prefix
+from cxlens.report.render import (
+    CATEGORY_ORDER,
+    TileView,
+    attribution_figures,
+    journeys_figures,
+    tile_view,
+    value_figures,
+)
+from cxlens.report.tiles import Tile, no_data, tile_from_series
+from cxlens.semantic import Catalog, Measurer
+from cxlens.service.dashboard.filters import Filters
+
+SURVEY_METRICS: tuple[str, ...] = ("nps", "csat", "csat_mean", "ces", "survey_response_rate")
+COMMENTS = 20
+
+
+def embed(fig: go.Figure, div_id: str) -> str:
+    """A figure as an empty <div> plus its JSON in a non-executable script block; dashboard.js draws it.
+
+    `<`, `>` and `&` are escaped inside the JSON so no string in the data can close the block.
+    """
+    payload = fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return str(Markup('<div class="plot" id="{0}"></div><script type="application/json" data-plot="{0}">').format(div_id)
+               + Markup(payload) + Markup("</script>"))
+
+
+@dataclass
+class Metrics:
+    """Tiles of a set of metrics under the filters, with the series behind them."""
+
+    tiles: dict[str, Tile]
+    series: dict[str, pd.DataFrame]
+    span: periods.DataSpan | None
+    left_out: Any = None
+    currency: str = ""
+
+
+def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) -> Metrics:
+    """One tile per metric: the metric by the filters' grain, dates and segment, and cut to the channel.
+
+    A metric that cannot be broken down by channel gets a tile saying so when a channel is chosen,
+    rather than an unfiltered value that would look filtered.
+    """
+    span = data_span(ws, f.since, f.until)
+    left_out = span.trailing_partial(f.grain) if span is not None else None
+    tiles: dict[str, Tile] = {}
+    series: dict[str, pd.DataFrame] = {}
+    with Measurer(ws, catalog) as measurer:
+        for mid in metric_ids:
+            m = catalog.metrics[mid]
+            by = tuple(m.share_over[:1])
+            if f.channel is not None:
+                if m.share_over or "channel" not in catalog.dimensions_for(m):
+                    tiles[mid] = Tile(m, f.grain, note=f"{m.label} cannot be broken down by channel.")
+                    continue
+                by = ("channel",)
+            if span is None:
+                tiles[mid] = no_data(m, f.grain)
+                continue
+            try:
+                frame = measurer.measure(mid, grain=f.grain, by=by, since=f.since, until=f.until, where=f.segment).frame
+            except CxlensError as exc:
+                tiles[mid] = Tile(m, f.grain, note=f"not computed: {exc}")
+                continue
+            if f.channel is not None and "channel" in frame.columns:
+                frame = frame[frame["channel"].astype(str) == f.channel].drop(columns="channel").reset_index(drop=True)
+            if left_out is not None and "period_start" in frame.columns:
+                frame = frame[frame["period_start"] < left_out].reset_index(drop=True)
+            series[mid] = frame
+            tiles[mid] = tile_from_series(m, frame, f.grain, span, m.share_over[0] if m.share_over and not f.channel else None)
+    return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
+
+
+def _grouped(metrics: Metrics) -> dict[str, list[tuple[str, list[TileView]]]]:
+    """Leading and lagging tiles by category, in the report's order."""
+    out: dict[str, list[tuple[str, list[TileView]]]] = {}
+    for timing in ("leading", "lagging"):
+        tiles = [t for t in metrics.tiles.values() if t.metric.timing == timing]
+        cats = sorted({t.metric.category for t in tiles},
+                      key=lambda c: (CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else len(CATEGORY_ORDER), c))
+        out[timing] = [(c, [tile_view(t, metrics.currency) for t in tiles if t.metric.category == c]) for c in cats]
+    return out
+
+
+def _span_text(metrics: Metrics, grain: str) -> dict[str, str]:
+    span = metrics.span
+    return {
+        "span": f"{span.first:%Y-%m-%d} to {span.last:%Y-%m-%d}" if span else "no data in these dates",
+        "left_out": (f"{periods.label(metrics.left_out, grain)} is left out: the data stops on {span.last:%Y-%m-%d}, "
+                     "before it ends." if metrics.left_out and span else ""),
+    }
+
+
+def overview(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:
+    """Headline tiles with trends, then every metric as a leading or lagging tile."""
+    metrics = measure_tiles(ws, catalog, list(catalog.metrics), f)
+    headline = [metrics.tiles[m] for m in HEADLINE if m in metrics.tiles]
+    trends = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in headline if len(t.points) >= 2]
+    return {"headline": [tile_view(t, metrics.currency) for t in headline], "sections": _grouped(metrics),
+            "trends": trends, **_span_text(metrics, f.grain)}
+
+
+def surveys(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:
+    """NPS, CSAT and CES tiles and trends, the promoter/passive/detractor mix and the latest comments."""
+    ids = [m for m in SURVEY_METRICS if m in catalog.metrics]
+    metrics = measure_tiles(ws, catalog, ids, f)
+    tiles = [metrics.tiles[m] for m in ids]
+    figures = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in tiles
+               if t.metric.id in ("nps", "csat", "ces") and len(t.points) >= 2]
+    nps = metrics.series.get("nps")
+    mix = charts.nps_mix(nps) if nps is not None else None
+    if mix is not None:
+        figures.append(embed(mix, "nps-mix"))
+    shares = []
+    if nps is not None and not nps.empty and {"promoters", "passives", "detractors"} <= set(nps.columns):
+        latest = nps.sort_values("period_start").iloc[-1]
+        shares = [(name, f"{float(latest[name]):.1%}") for name in ("promoters", "passives", "detractors")
+                  if pd.notna(latest[name])]
+        shares_period = periods.label(latest["period_start"], f.grain)
+    else:
+        shares_period = ""
+    return {"tiles": [tile_view(t, metrics.currency) for t in tiles], "figures": figures, "shares": shares,
+            "shares_period": shares_period, "comments": latest_comments(ws, catalog, f), **_span_text(metrics, f.grain)}
+
+
+def latest_comments(ws: Any, catalog: Catalog, f: Filters, limit: int = COMMENTS) -> list[dict[str, str]]:
+    """The newest survey comments under the filters (the segment through the semantic layer's profile filter)."""
+    if "survey_responses" not in ws.backend.tables():
+        return []
+    t = ws.table("survey_responses")
+    t = t.filter(t.comment.notnull() & (t.comment.strip() != ""))
+    if f.since is not None:
+        t = t.filter(t.responded_at.cast("date") >= f.since)
+    if f.until is not None:
+        t = t.filter(t.responded_at.cast("date") <= f.until)
+    if f.channel is not None:
+        t = t.filter(t.channel == f.channel)
+    if f.segment is not None:
+        members = catalog.profile_filter(catalog.context(ws.table, materialize=False), f.segment)
+        members = members.select(_wid=members.profile_id)
+        t = t.semi_join(members, t.profile_id == members._wid)
+    cols = ["responded_at", "survey_type", "score", "channel", "touchpoint", "comment"]
+    rows = t.order_by(t.responded_at.desc()).limit(limit).select(*[c for c in cols if c in t.columns]).execute()
+    return [{k: ("" if pd.isna(v) else str(v)) for k, v in r.items()} for r in rows.to_dict("records")]
+
+
+@dataclass
+class SectionData:
+    """The report's summaries a section template reads as `data`."""
+
+    experiments: list[Any] = field(default_factory=list)
+    content: Any = None
+    value: Any = None
+    attribution: Any = None
+    journeys: Any = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def section(ws: Any, catalog: Catalog, name: str) -> dict[str, Any]:
+    """One of the report's analysis sections (experiments, value, journeys, attribution) and its charts."""
+    from cxlens.report.attribution import summarize_attribution
+    from cxlens.report.journeys import summarize_journeys
+    from cxlens.report.value import summarize_value
+
+    currency = currency_prefix(currency_of(ws))
+    data = SectionData()
+    figures: dict[str, list[str]] = {"value": [], "journeys": [], "attribution": []}
+    if name == "experiments":
+        data.experiments = summarize_experiments(ws, catalog)
+        data.content = summarize_content(ws)
+    elif name == "value":
+        data.value = summarize_value(ws, currency, catalog)
+        figures["value"] = value_figures(data.value, currency, embed)
+    elif name == "journeys":
+        data.journeys = summarize_journeys(ws)
+        figures["journeys"] = journeys_figures(data.journeys, embed)
+    elif name == "attribution":
+        data.attribution = summarize_attribution(ws, currency)
+        figures["attribution"] = attribution_figures(data.attribution, embed)
+    return {"data": data, "figures": figures}

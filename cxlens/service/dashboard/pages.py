@@ -1,0 +1,251 @@
+"""The dashboard's routes: sign-in and sign-out, the pages, and the JavaScript they load.
+
+Pages are server-rendered Jinja2 (autoescaped) in one layout. Each answer carries a
+Content-Security-Policy that allows scripts from this server only: the figures travel as JSON in
+non-executable blocks and /dashboard/static/dashboard.js draws them with the installed Plotly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from cxlens.errors import CxlensError
+from cxlens.service.auth import runtime
+from cxlens.service.dashboard import auth, compute
+from cxlens.service.dashboard.filters import Filters, parse_filters
+from cxlens.service.dashboard.session import LOGIN_COOKIE
+from cxlens.service.dashboard.state import state_of
+from cxlens.service.keys import hash_key
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+"""Inline styles are allowed because Plotly sets them on the elements it draws; scripts are not."""
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES: dict[str, tuple[Path, str]] = {
+    "dashboard.js": (STATIC / "dashboard.js", "text/javascript"),
+    "dashboard.css": (STATIC / "dashboard.css", "text/css"),
+    "report.css": (Path(__file__).parents[2] / "report" / "templates" / "report.css", "text/css"),
+}
+"""Served by name from a fixed list: no part of the request path reaches the file system."""
+PARAM_CHARS = 256
+"""Longest query-string value a page reads; longer ones are refused before anything else."""
+SECTIONS: dict[str, str] = {"experiments": "Experiments", "value": "Customer value", "journeys": "Journeys",
+                            "attribution": "Attribution"}
+NAV: tuple[tuple[str, str], ...] = (("overview", "Overview"), ("customers", "Customers"), ("surveys", "Surveys"),
+                                    *SECTIONS.items())
+
+Reader = Annotated[auth.Reader, Depends(auth.reader)]
+
+_env = Environment(
+    loader=ChoiceLoader([PackageLoader("cxlens.service.dashboard", "templates"), PackageLoader("cxlens.report", "templates")]),
+    autoescape=select_autoescape(["html", "j2"], default_for_string=True), undefined=StrictUndefined,
+    trim_blocks=True, lstrip_blocks=True,
+)
+
+
+def _masked_emails(text: str) -> str:
+    """Email addresses inside free text (survey comments) as `a***@example.com`."""
+    from cxlens.service.routes.read import EMAIL, mask
+
+    return EMAIL.sub(lambda m: mask(m.group(0)), text)
+
+
+_env.filters["masked"] = _masked_emails
+
+
+def _catalog(request: Request) -> Any:
+    """Built-in metrics plus the served workspace's definitions file (its segments feed the filter)."""
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_path
+
+    return Catalog.load(definitions_path(runtime(request).settings.workspace))
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _env.get_template(template).render(request_path=request.url.path, nav=NAV, plotly_version=_plotly_version(),
+                                              **context)
+    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": CSP})
+
+
+def _plotly_version() -> str:
+    import plotly
+
+    return str(plotly.__version__)
+
+
+def _params(request: Request) -> dict[str, str]:
+    """The query string, each value at most PARAM_CHARS long and given once."""
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if len(value) > PARAM_CHARS:
+            raise HTTPException(400, f"{name[:40]}: longer than {PARAM_CHARS} characters.")
+        params.setdefault(name, value)
+    return params
+
+
+def _page(request: Request, who: auth.Reader, page: str, template: str,
+          compute_page: Callable[[Any, Any, Filters], dict[str, Any]] | None, **extra: Any) -> HTMLResponse:
+    """Validate the filters, compute (or fetch from the cache) and render one page."""
+    started = time.perf_counter()
+    catalog = _catalog(request)
+    common = {"who": who.key, "csrf": state_of(request.app).signer.csrf(who.session.sid), "page": page,
+              "segments": catalog.segments}
+    try:
+        f = parse_filters(_params(request), catalog.segments)
+    except HTTPException as exc:
+        return render(request, "error.html.j2", exc.status_code, message=exc.detail, filters=Filters(), **common)
+    result: dict[str, Any] = {}
+    if compute_page is not None:
+        def run() -> dict[str, Any]:
+            with runtime(request).workspace() as ws:
+                return compute_page(ws, catalog, f)
+        try:
+            result = state_of(request.app).page(page, f.key(), run)
+        except CxlensError as exc:
+            return render(request, "error.html.j2", 400, message=str(exc), filters=f, **common)
+    return render(request, template, filters=f, seconds=f"{time.perf_counter() - started:.2f}", **common,
+                  **result, **extra)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    """The sign-in form; opening it also warms the pages' cache in the background."""
+    nonce = auth.login_nonce(request)
+    response = render(request, "login.html.j2", error=None, csrf=state_of(request.app).signer.csrf(nonce))
+    auth.set_cookie(request, response, LOGIN_COOKIE, nonce, 3600)
+    _warm(request)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """Exchange a read key for a session cookie (the key itself is never stored in the browser)."""
+    fields = await auth.form(request)
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    auth.check_csrf(request, nonce, fields)
+    key = fields.get("key", "").strip()
+    record = runtime(request).key(hash_key(key)) if key else None
+    error, status = None, 200
+    if record is None:
+        error, status = "This key is unknown or revoked.", 401
+    elif record.scope != "read":
+        error, status = f"The key `{record.name}` has scope `{record.scope}`; the dashboard needs a read key.", 403
+    if error is not None:
+        assert nonce is not None
+        return render(request, "login.html.j2", status, error=error, csrf=state_of(request.app).signer.csrf(nonce))
+    response = RedirectResponse(f"{auth.PATH}/", status_code=303)
+    auth.start_session(request, response, hash_key(key))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, who: Reader) -> Response:
+    fields = await auth.form(request)
+    auth.check_csrf(request, who.session.sid, fields)
+    response = RedirectResponse(f"{auth.PATH}/login", status_code=303)
+    auth.end_session(response)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, who: Reader) -> HTMLResponse:
+    return _page(request, who, "overview", "overview.html.j2", compute.overview)
+
+
+@router.get("/surveys", response_class=HTMLResponse)
+def surveys(request: Request, who: Reader) -> HTMLResponse:
+    return _page(request, who, "surveys", "surveys.html.j2", compute.surveys)
+
+
+@router.get("/customers", response_class=HTMLResponse)
+def customers(request: Request, who: Reader) -> HTMLResponse:
+    """Search by email, customer_id or any identifier; the 360° profile and its timeline."""
+    try:
+        q = _params(request).get("q", "").strip()
+    except HTTPException:
+        q = ""  # _page answers with the error page naming the field
+    found: dict[str, Any] = {"q": q, "profile": None, "identifiers": [], "timeline": [], "message": None}
+    if q:
+        try:
+            found.update(_profile(request, q, who.key.pii))
+        except CxlensError as exc:
+            found["message"] = str(exc)
+    return _page(request, who, "customers", "customers.html.j2", None, **found)
+
+
+def _profile(request: Request, q: str, pii: bool) -> dict[str, Any]:
+    from cxlens.profiles import find_profile, profile_card, profile_timeline
+    from cxlens.service.routes.read import _masked
+
+    with runtime(request).workspace() as ws:
+        profile_id = find_profile(ws, q)
+        card = profile_card(ws, profile_id)
+        timeline = profile_timeline(ws, profile_id, 100)
+    ids = card.pop("identifiers")
+    out = {"profile": card, "identifiers": ids,
+           "timeline": timeline.astype(object).where(timeline.notna(), None).to_dict("records")}
+    if not pii:
+        secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]}, key=len, reverse=True)
+        out = _masked(out, secrets)
+    return out
+
+
+def _section(name: str) -> Callable[[Request, auth.Reader], HTMLResponse]:
+    def page(request: Request, who: Reader) -> HTMLResponse:
+        return _page(request, who, name, "section.html.j2", lambda ws, catalog, f: compute.section(ws, catalog, name),
+                     section=f"sections/{name}.html.j2", title=SECTIONS[name])
+
+    page.__name__ = f"{name}_page"
+    page.__doc__ = f"The report's {SECTIONS[name]} section."
+    return page
+
+
+for _name in SECTIONS:
+    router.add_api_route(f"/{_name}", _section(_name), methods=["GET"], response_class=HTMLResponse)
+
+
+@router.get("/static/plotly.min.js")
+def plotly_js() -> FileResponse:
+    """Plotly's bundle from the installed package: the dashboard needs no CDN and works offline."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/static/{name}")
+def static(name: str) -> FileResponse:
+    if name not in STATIC_FILES:
+        raise HTTPException(404, "No such file.")
+    path, media_type = STATIC_FILES[name]
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _warm(request: Request) -> None:
+    """Compute the default view of every page in the background (see DashboardState)."""
+    st, rt, catalog = state_of(request.app), runtime(request), _catalog(request)
+    f = Filters()
+    pages: dict[str, Callable[[Any, Any, Filters], dict[str, Any]]] = {
+        "overview": compute.overview, "surveys": compute.surveys,
+        **{n: (lambda n: lambda ws, c, f: compute.section(ws, c, n))(n) for n in SECTIONS},
+    }
+
+    def job(name: str, fn: Callable[[Any, Any, Filters], dict[str, Any]]) -> Callable[[], object]:
+        def run() -> object:
+            def compute_it() -> dict[str, Any]:
+                with rt.workspace() as ws:
+                    return fn(ws, catalog, f)
+            return st.page(name, f.key(), compute_it)
+        return run
+
+    st.warm([job(n, fn) for n, fn in pages.items()])

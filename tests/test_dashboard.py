@@ -1,0 +1,228 @@
+"""The dashboard over real HTTP: `cxlens serve` on a small demo workspace, keys from the real store.
+
+Sign-in (wrong, write and revoked keys), the session cookie's flags, CSRF on every form, security
+headers, Plotly served from the package, hostile query strings, and filtered KPI tiles checked
+against pandas on the workspace's own orders table.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import httpx
+import pandas as pd
+import pytest
+from conftest import run_cli
+from test_service_helpers import Server
+
+from cxlens import Workspace
+from cxlens.service.keys import create_key
+
+PAGES = ("/dashboard/", "/dashboard/customers", "/dashboard/surveys", "/dashboard/experiments", "/dashboard/value",
+         "/dashboard/journeys", "/dashboard/attribution")
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def dashboard_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A 300-customer, 120-day demo workspace, its orders read once for reference, keys, and a server."""
+    root = tmp_path_factory.mktemp("dashboard")
+    res = run_cli("demo", "--customers", "300", "--days", "120", "--out", str(root), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    ws = root / "cxlens.duckdb"
+    con = duckdb.connect(str(ws), read_only=True)
+    try:
+        orders = con.sql("SELECT ordered_at, revenue, status, channel FROM orders").df()
+        email = con.sql("SELECT email FROM customers WHERE email LIKE '%@%' ORDER BY customer_id LIMIT 1").fetchone()[0]
+    finally:
+        con.close()
+    keys: dict[str, str] = {}
+    with Workspace.open(ws) as w:
+        for label, scope, pii in (("read", "read", False), ("pii", "read", True), ("write", "write", False),
+                                  ("browser", "read", False), ("doomed", "read", False)):
+            keys[label], _ = create_key(w, scope, f"dash-{label}", pii=pii)
+    server = Server(ws, "--load-interval", "0.5").start()
+    try:
+        yield {"ws": ws, "url": server.url, "keys": keys, "orders": orders, "email": email, "server": server}
+    finally:
+        server.stop()
+
+
+@contextmanager
+def sign_in(env: dict, key: str) -> Iterator[httpx.Client]:
+    """A client holding a session cookie, signed in through the form like a browser."""
+    with httpx.Client(base_url=env["url"], timeout=120) as client:
+        token = CSRF.search(client.get("/dashboard/login").text).group(1)
+        r = client.post("/dashboard/login", data={"key": key, "csrf": token})
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/", r.text
+        yield client
+
+
+@pytest.fixture(scope="module")
+def reader(dashboard_env: dict) -> Iterator[httpx.Client]:
+    with sign_in(dashboard_env, dashboard_env["keys"]["read"]) as client:
+        yield client
+
+
+def tile_value(html: str, metric: str) -> tuple[str, float]:
+    """The (period, value) a KPI tile shows, from its data attributes."""
+    m = re.search(rf'data-metric="{metric}"\s+data-period="([^"]+)" data-value="([^"]+)"', html)
+    assert m, f"no {metric} tile with a value"
+    return m.group(1), float(m.group(2))
+
+
+def valid_revenue(orders: pd.DataFrame, start: date, end: date, channel: str | None = None) -> float:
+    """Revenue of valid orders (completed or no status) ordered in [start, end], as the metric defines it."""
+    o = orders[orders["status"].isna() | (orders["status"] == "completed")]
+    day = pd.to_datetime(o["ordered_at"]).dt.date
+    o = o[(day >= start) & (day <= end)]
+    if channel is not None:
+        o = o[o["channel"] == channel]
+    return float(o["revenue"].sum())
+
+
+def month_end(start: date) -> date:
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def test_pages_need_a_session(dashboard_env: dict) -> None:
+    for path in PAGES:
+        r = httpx.get(dashboard_env["url"] + path, timeout=30)
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/login", path
+    forged = {"cxlens_session": "eyJ4IjoxfQ.bm90LWEtbWFj"}
+    assert httpx.get(dashboard_env["url"] + "/dashboard/", cookies=forged, timeout=30).status_code == 303
+
+
+def test_sign_in_refuses_wrong_and_write_keys(dashboard_env: dict) -> None:
+    with httpx.Client(base_url=dashboard_env["url"], timeout=30) as client:
+        token = CSRF.search(client.get("/dashboard/login").text).group(1)
+        wrong = client.post("/dashboard/login", data={"key": "cxk_not-a-key", "csrf": token})
+        assert wrong.status_code == 401 and "unknown or revoked" in wrong.text
+        write = client.post("/dashboard/login", data={"key": dashboard_env["keys"]["write"], "csrf": token})
+        assert write.status_code == 403 and "needs a read key" in write.text
+        assert "cxlens_session" not in client.cookies
+
+
+def test_session_cookie_flags_and_no_raw_key(dashboard_env: dict) -> None:
+    key = dashboard_env["keys"]["read"]
+    with httpx.Client(base_url=dashboard_env["url"], timeout=30) as client:
+        token = CSRF.search(client.get("/dashboard/login").text).group(1)
+        r = client.post("/dashboard/login", data={"key": key, "csrf": token})
+        cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("cxlens_session="))
+        flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "path=/dashboard", "samesite=strict"} <= flags
+        assert "secure" not in flags  # plain http on loopback; https requests get Secure
+        assert key not in cookie and key[4:] not in cookie
+
+
+def test_every_form_needs_its_csrf_token(dashboard_env: dict, reader: httpx.Client) -> None:
+    key = dashboard_env["keys"]["read"]
+    with httpx.Client(base_url=dashboard_env["url"], timeout=30) as client:
+        client.get("/dashboard/login")
+        assert client.post("/dashboard/login", data={"key": key}).status_code == 403
+        assert client.post("/dashboard/login", data={"key": key, "csrf": "forged"}).status_code == 403
+    # a token from another browser's login form does not fit this browser's nonce
+    with httpx.Client(base_url=dashboard_env["url"], timeout=30) as other:
+        foreign = CSRF.search(other.get("/dashboard/login").text).group(1)
+    with httpx.Client(base_url=dashboard_env["url"], timeout=30) as client:
+        client.get("/dashboard/login")
+        assert client.post("/dashboard/login", data={"key": key, "csrf": foreign}).status_code == 403
+    assert reader.post("/dashboard/logout", data={}).status_code == 403
+    assert reader.post("/dashboard/logout", data={"csrf": "x" * 43}).status_code == 403
+    assert reader.get("/dashboard/customers").status_code == 200  # still signed in
+
+
+def test_sign_out_ends_the_session(dashboard_env: dict) -> None:
+    with sign_in(dashboard_env, dashboard_env["keys"]["read"]) as client:
+        token = CSRF.search(client.get("/dashboard/customers").text).group(1)
+        r = client.post("/dashboard/logout", data={"csrf": token})
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
+        assert client.get("/dashboard/customers").status_code == 303
+
+
+def test_revoking_the_key_ends_its_sessions(dashboard_env: dict) -> None:
+    with sign_in(dashboard_env, dashboard_env["keys"]["doomed"]) as client:
+        assert client.get("/dashboard/customers").status_code == 200
+        assert run_cli("keys", "revoke", "dash-doomed", workspace=dashboard_env["ws"]).returncode == 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and client.get("/dashboard/customers").status_code == 200:
+            time.sleep(0.5)  # the key cache lives key_ttl (2 s)
+        assert client.get("/dashboard/customers").status_code == 303
+
+
+def test_security_headers_and_no_inline_script(reader: httpx.Client) -> None:
+    r = reader.get("/dashboard/surveys")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    scripts = re.findall(r"<script([^>]*)>", r.text)
+    assert scripts and all('src="/dashboard/static/' in s or 'type="application/json"' in s for s in scripts), scripts
+    assert "cdn." not in r.text and "https://" not in r.text
+
+
+def test_plotly_is_served_from_the_package_and_cacheable(dashboard_env: dict) -> None:
+    import plotly
+
+    r = httpx.get(dashboard_env["url"] + f"/dashboard/static/plotly.min.js?v={plotly.__version__}", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert r.headers["cache-control"] == "public, max-age=86400"
+    shipped = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert r.content == shipped
+    for name in ("dashboard.js", "report.css", "dashboard.css"):
+        assert httpx.get(dashboard_env["url"] + f"/dashboard/static/{name}", timeout=30).status_code == 200
+    for bad in ("..%2F..%2Fkeys.py", "..%2Fpages.py", "%2Fetc%2Fpasswd", "plotly.js"):
+        assert httpx.get(dashboard_env["url"] + f"/dashboard/static/{bad}", timeout=30).status_code == 404
+
+
+HOSTILE = ("' OR 1=1 --", "<script>alert(1)</script>", "../../../../etc/passwd", "x" * 5000, "2025-01-01'; DROP TABLE orders; --")
+
+
+@pytest.mark.parametrize("param", ["since", "until", "grain", "segment", "channel", "q"])
+def test_hostile_query_strings_are_refused_or_inert(reader: httpx.Client, param: str) -> None:
+    for value in HOSTILE:
+        for path in ("/dashboard/", "/dashboard/customers"):
+            r = reader.get(path, params={param: value})
+            assert r.status_code in (200, 400), (path, param, value[:40], r.status_code)
+            assert "<script>alert(1)" not in r.text
+            assert "Traceback" not in r.text
+            if r.status_code == 400:
+                assert 'class="error"' in r.text
+    assert reader.get("/dashboard/").status_code == 200  # the workspace still answers (no table was dropped)
+
+
+def test_filters_change_the_tiles_as_pandas_says(dashboard_env: dict, reader: httpx.Client) -> None:
+    orders = dashboard_env["orders"]
+    period, value = tile_value(reader.get("/dashboard/").text, "revenue")
+    current = date.fromisoformat(period)
+    assert value == pytest.approx(valid_revenue(orders, current, month_end(current)))
+    previous = (current - timedelta(days=1)).replace(day=1)
+    html = reader.get("/dashboard/", params={"since": (previous - timedelta(days=31)).isoformat(),
+                                             "until": month_end(previous).isoformat()}).text
+    f_period, f_value = tile_value(html, "revenue")
+    assert f_period == previous.isoformat()
+    assert f_value == pytest.approx(valid_revenue(orders, previous, month_end(previous)))
+    assert f_value != pytest.approx(value)
+    store = reader.get("/dashboard/", params={"channel": "store"}).text
+    s_period, s_value = tile_value(store, "revenue")
+    start = date.fromisoformat(s_period)
+    assert s_value == pytest.approx(valid_revenue(orders, start, month_end(start), "store"))
+    assert s_value < value
+
+
+def test_customer_search_shows_the_profile_masked_without_pii(dashboard_env: dict, reader: httpx.Client) -> None:
+    email = dashboard_env["email"]
+    page = reader.get("/dashboard/customers", params={"q": email})
+    assert page.status_code == 200 and 'id="profile"' in page.text and 'id="timeline"' in page.text
+    profile = page.text.split('id="profile"', 1)[1]  # the search box above keeps what was typed
+    assert email not in profile and f"{email[0]}***@{email.split('@')[1]}" in profile
+    with sign_in(dashboard_env, dashboard_env["keys"]["pii"]) as pii:
+        assert email in pii.get("/dashboard/customers", params={"q": email}).text
+    missing = reader.get("/dashboard/customers", params={"q": "nobody@example.invalid"})
+    assert missing.status_code == 200 and "No profile matches" in missing.text
