@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cxlens import __version__
 from cxlens.errors import CxlensError, NotFoundError
+from cxlens.service.dashboard import router as dashboard_router
 from cxlens.service.runtime import Runtime
 from cxlens.service.settings import ServiceSettings
 
@@ -49,7 +50,9 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = message.get("headers", [])
+                present = {k.lower() for k, _ in headers}  # a response's own cache-control wins (static files)
+                message["headers"] = [*headers, *(h for h in SECURITY_HEADERS if h[0] not in present)]
             await send(message)
 
         try:
@@ -107,6 +110,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.include_router(collect.router)
     app.include_router(read.router)
     app.include_router(admin.router)
+    app.include_router(dashboard_router)
     app.include_router(surveys.router)
     app.add_middleware(AccessLog)
     return app
