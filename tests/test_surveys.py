@@ -337,8 +337,9 @@ def test_invitation_rules_match_pandas_and_never_duplicate(env: dict) -> None:
 
     again = admin(env, "POST", "/v1/surveys/invitations/run", {"as_of": "2025-03-15"})
     assert again.status_code == 200 and again.json()["created"] == 0
-    assert json.loads(run_cli("surveys", "invite", "--as-of", "2025-03-15", "--format", "json",
-                              workspace=env["ws"]).stdout)["created"] == 0
+    table = run_cli("surveys", "invite", "--as-of", "2025-03-15", workspace=env["ws"])
+    assert table.stdout.split() == ("0 new invitations at 2025-03-15T00:00:00 (9 customers due; skipped: 1 long wait, "
+                                    "1 open case, 2 throttled, 5 already invited).").split()
     assert stored(env, "SELECT count(*), count(DISTINCT invitation_id) FROM survey_outbox") == [(5, 5)]
 
     outbox = json.loads(run_cli("surveys", "outbox", "--format", "json", workspace=env["ws"]).stdout)["invitations"]
@@ -379,3 +380,37 @@ def test_docs_surveys_python_example_runs_and_prints_what_it_says() -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(code, "docs/service.md#surveys", "exec"), {"__name__": "docs_example"})  # noqa: S102 - the snippet is ours
     assert out.getvalue().splitlines() == expected
+
+
+def test_page_in_a_phone_browser_answers_with_one_tap_and_loads_nothing_else(env: dict) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install -e '.[browser]')")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("the browser tests need Debian's chromium (.ci/run installs it)")
+    make_survey(env, survey_type="nps", survey_id="nps-phone", question="Would you recommend us?")
+    url = f"{env['url']}/s/nps-phone?t={link(env, 'nps-phone', 'c80')}"
+    requests: list[str] = []
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True)
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(url)
+            buttons = page.locator("button[name=score]")
+            assert buttons.count() == 11
+            boxes = [buttons.nth(i).bounding_box() for i in range(11)]
+            assert all(b is not None and b["height"] >= 44 and b["width"] >= 44 for b in boxes), boxes
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375
+            page.fill("#comment", "Tapped on a phone")
+            buttons.nth(9).tap()
+            page.wait_for_selector("text=Thank you", timeout=30_000)
+        finally:
+            browser.close()
+    assert all(r.startswith(env["url"] + "/s/nps-phone") for r in requests), requests
+    assert not problems, problems
+    NPS_SCORES.append(9)
+    assert stored(env, "SELECT score, comment FROM survey_responses WHERE customer_id = 'c80'") == [(9.0, "Tapped on a phone")]
