@@ -213,6 +213,13 @@ def test_bad_tampered_and_expired_links_get_a_clear_page(env: dict) -> None:
             assert j.status_code == status and j.json()["field"] == "token", j.text
     missing = httpx.get(f"{env['url']}/s/no-such-survey", params={"t": good}, timeout=30)
     assert missing.status_code == 404 and "no such survey" in missing.text
+    for hostile in ("..%2F..%2Fetc%2Fpasswd", "%27%3B%20DROP%20TABLE%20surveys%3B%20--", "%3Cscript%3Ealert(1)%3C%2Fscript%3E"):
+        page = httpx.get(f"{env['url']}/s/{hostile}", params={"t": good}, timeout=30)
+        assert page.status_code == 404 and "<script>" not in page.text and "Traceback" not in page.text
+        assert admin(env, "DELETE", f"/v1/surveys/{hostile}").status_code == 404
+    for body in ([], "x", {"score": 9}, {"token": good}):
+        r = httpx.post(f"{env['url']}/v1/surveys/nps-tokens/responses", json=body, timeout=30)
+        assert r.status_code == 422 and r.json()["field"] in ("body", "token", "score"), r.text
     assert stored(env, "SELECT count(*) FROM survey_responses WHERE customer_id = 'c60'") == [(0,)]
 
 
