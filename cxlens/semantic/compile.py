@@ -130,6 +130,10 @@ class Batch:
     def expr(self, ctx: Context, catalog: Catalog) -> ir.Table:
         """The Ibis aggregate with every slot's value, n, sums, extras and row count."""
         rows = self._rows(ctx, catalog)
+        if all(m.filter for _, m in self.slots):
+            # Rows no measure counts need not be grouped (a selective filter, such as one event
+            # type, would otherwise group the whole table).
+            rows = rows.filter(ibis.or_(*[rows[f"_f{i}"] for i in range(len(self.slots))]))
         keys = self.keys
         aggs: dict[str, ir.Value] = {}
         if self.unit is not None:
