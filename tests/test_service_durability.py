@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -233,3 +234,27 @@ def test_a_backlog_defers_the_profile_rebuild_but_not_identities(tmp_path: Path)
         spool.close()
     visitors = pd.DataFrame(sent)["anonymous_id"].nunique()
     assert profiles == visitors == per_event["profile_id"].nunique() == 13
+
+
+def test_concurrent_appends_share_commits_and_each_id_is_accepted_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "ws.duckdb.spool")
+    answers: list[Appended] = []
+
+    def client(i: int) -> None:
+        for k in range(20):  # every request also carries one id all clients send
+            answers.append(spool.append(events(f"g{i}-{k}", 25) + [{"event_id": "everyone", "event_type": "x"}], "http"))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(answers) == 240
+        assert sum(a.accepted for a in answers) == 12 * 20 * 25 + 1 == spool.backlog().events == spool.pending_estimate()
+        assert sum(a.duplicates for a in answers) == 239
+        _, _, lines = spool.take(100_000)
+        ids = pd.Series([json.loads(line)["event_id"] for line in lines])
+        assert ids.is_unique and len(ids) == 6001
+    finally:
+        spool.close()
