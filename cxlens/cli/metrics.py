@@ -87,13 +87,13 @@ def list_command(
 
       cxlens metrics list --category Feedback --format json
     """
-    catalog = load_catalog(ctx)
-    rows = [{"id": m.id, "label": m.label, "category": m.category, "timing": m.timing, "unit": m.unit,
-             "direction": m.direction, "description": m.description, "origin": m.origin}
-            for m in catalog.metrics.values() if category is None or m.category.lower() == category.lower()]
+    from cxlens.semantic.listing import metrics_json
+
+    out = metrics_json(load_catalog(ctx), category)
     if format is Format.json:
-        print_json({"metrics": rows})
+        print_json(out)
         return
+    rows = out["metrics"]
     print_rows(rows, title=f"{len(rows)} metrics", columns=("id", "label", "timing", "unit", "description"))
 
 
@@ -204,13 +204,13 @@ def dimensions_command(
 
       cxlens metrics dimensions conversion_rate --format json
     """
-    catalog = load_catalog(ctx)
-    ids = catalog.dimensions_for(catalog.metric(metric)) if metric else list(catalog.dimensions)
-    rows = [{"id": d, "label": catalog.dimensions[d].label, "description": catalog.dimensions[d].description} for d in ids]
+    from cxlens.semantic.listing import dimensions_json
+
+    out = dimensions_json(load_catalog(ctx), metric)
     if format is Format.json:
-        print_json({"metric": metric, "dimensions": rows})
+        print_json(out)
         return
-    print_rows(rows, title="Dimensions" + (f" of {metric}" if metric else ""))
+    print_rows(out["dimensions"], title="Dimensions" + (f" of {metric}" if metric else ""))
 
 
 @metrics_app.command("segments")
@@ -231,23 +231,18 @@ def segments_command(
 
       cxlens metrics segments --value --format json
     """
-    from cxlens.semantic.segments import FEATURES
+    from cxlens.semantic.listing import segments_json
 
     catalog = load_catalog(ctx)
-    segs = [{"id": s.id, "label": s.label, "where": s.where, "within": s.within, "origin": s.origin}
-            for s in catalog.segments.values()]
-    feats = [{"feature": k, "meaning": v} for k, v in FEATURES.items()]
-    measured = None
     if value and catalog.segments:
         with open_workspace(ctx) as ws:
-            frame = catalog.segment_value(catalog.context(ws.table, materialize=False))
-        measured = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in frame.to_dict("records")]
+            out = segments_json(catalog, ws, value=True)
+    else:
+        out = segments_json(catalog, value=value)
     if format is Format.json:
-        out: dict[str, Any] = {"segments": segs, "features": feats, "definitions": str(catalog.path) if catalog.path else None}
-        if value:
-            out["value"] = measured or []
         print_json(out)
         return
+    segs, feats, measured = out["segments"], out["features"], out.get("value")
     if measured:
         print_rows(measured, title="Segments measured")
     if segs:
