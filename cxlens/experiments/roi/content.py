@@ -22,6 +22,7 @@ from cxlens.experiments.roi.common import (
     sums_of,
     valid_orders_of,
 )
+from cxlens.semantic.compile import parse_date
 from cxlens.stats.effects import estimate_effects
 
 
@@ -61,6 +62,8 @@ def content_roi(ws: Any, *, click_days: float = 7, alpha: float = 0.05, since: s
     """
     if click_days <= 0:
         raise UsageError(f"--click-days must be > 0, got {click_days}.")
+    for option, day in (("--since", since), ("--until", until)):
+        parse_date(day, option)  # a sentence for a non-date, not the engine's cast error
     t = _content_touches(ws, since, until)
     per_content = ratio_sums(t, ["content", "family", "channel", "label"])
     pooled_sums = ratio_sums(t, ["family", "channel", "label"])
