@@ -29,10 +29,12 @@ PAGES = ("/dashboard/", "/dashboard/customers", "/dashboard/surveys", "/dashboar
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-@pytest.fixture(scope="session")
-def dashboard_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A 300-customer, 120-day demo workspace, its orders read once for reference, keys, and a server."""
-    root = tmp_path_factory.mktemp("dashboard")
+_ENV: dict = {}
+"""One workspace and server for this file and test_dashboard_browser.py (which imports the fixture:
+pytest then holds one fixture per module, so the environment itself is built once here)."""
+
+
+def _build_env(root: Path) -> dict:
     res = run_cli("demo", "--customers", "300", "--days", "120", "--out", str(root), "--format", "json")
     assert res.returncode == 0, res.stderr
     ws = root / "cxlens.duckdb"
@@ -48,10 +50,18 @@ def dashboard_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                   ("browser", "read", False), ("doomed", "read", False)):
             keys[label], _ = create_key(w, scope, f"dash-{label}", pii=pii)
     server = Server(ws, "--load-interval", "0.5").start()
+    return {"ws": ws, "url": server.url, "keys": keys, "orders": orders, "email": email, "server": server}
+
+
+@pytest.fixture(scope="session")
+def dashboard_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A 300-customer, 120-day demo workspace, its orders read once for reference, keys, and a server."""
+    if not _ENV:
+        _ENV.update(_build_env(tmp_path_factory.mktemp("dashboard")))
     try:
-        yield {"ws": ws, "url": server.url, "keys": keys, "orders": orders, "email": email, "server": server}
+        yield _ENV
     finally:
-        server.stop()
+        _ENV["server"].stop()  # a second call (the other module's fixture) finds it stopped
 
 
 @contextmanager
