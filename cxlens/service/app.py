@@ -76,7 +76,7 @@ def _error_status(exc: CxlensError) -> int:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """One app over `settings.workspace`: its own spool, key cache and loader thread."""
-    from cxlens.service.routes import admin, collect, read, surveys
+    from cxlens.service.routes import admin, analyses, collect, read, surveys
 
     runtime = Runtime(settings)
 
@@ -109,6 +109,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     app.include_router(collect.router)
     app.include_router(read.router)
+    app.include_router(analyses.router)
     app.include_router(admin.router)
     app.include_router(dashboard_router)
     app.include_router(surveys.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from cxlens.errors import NotFoundError, UsageError
 from cxlens.service.auth import require, runtime
@@ -18,7 +18,8 @@ Reader = Annotated[KeyRecord, Depends(require("read"))]
 EMAIL = re.compile(r"[^\s@:,;<>\"']+@[^\s@:,;<>\"']+")
 
 
-def _catalog(request: Request) -> Any:
+def catalog(request: Request) -> Any:
+    """The catalogue of the served workspace: built-in metrics plus its definitions file."""
     from cxlens.semantic import Catalog
     from cxlens.semantic.registry import definitions_path
 
@@ -29,11 +30,9 @@ def _catalog(request: Request) -> Any:
 def list_metrics(request: Request, key: Reader,
                  category: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
     """Every metric (the `cxlens metrics list --format json` contract)."""
-    catalog = _catalog(request)
-    rows = [{"id": m.id, "label": m.label, "category": m.category, "timing": m.timing, "unit": m.unit,
-             "direction": m.direction, "description": m.description, "origin": m.origin}
-            for m in catalog.metrics.values() if category is None or m.category.lower() == category.lower()]
-    return {"metrics": rows}
+    from cxlens.semantic.listing import metrics_json
+
+    return metrics_json(catalog(request), category)
 
 
 @router.get("/metrics/{metric_id}")
@@ -50,13 +49,27 @@ def show_metric(
     """One metric by period and dimension (the `cxlens metrics show --format json` contract)."""
     from cxlens.semantic import measure
 
-    dims = [d.strip() for v in by for d in v.split(",") if d.strip()]
-    catalog = _catalog(request)
-    if metric_id not in catalog.metrics:
-        raise NotFoundError(f"There is no metric {metric_id[:64]!r}; GET /v1/metrics lists them all.")
+    cat = known_metric(request, metric_id)
     with runtime(request).workspace() as ws:
-        result = measure(ws, metric_id, grain=grain, by=dims, since=since, until=until, where=where, catalog=catalog)
+        result = measure(ws, metric_id, grain=grain, by=names(by, "by"), since=since, until=until, where=where, catalog=cat)
     return result.to_json()
+
+
+def known_metric(request: Request, metric_id: str) -> Any:
+    """The catalogue, once `metric_id` is known to be in it (404 otherwise)."""
+    cat = catalog(request)
+    if metric_id not in cat.metrics:
+        raise NotFoundError(f"There is no metric {metric_id[:64]!r}; GET /v1/metrics lists them all.")
+    return cat
+
+
+def names(values: list[str], field: str) -> list[str]:
+    """Repeated or comma-separated names of a query parameter; a name longer than 128 characters is a 422
+    naming the parameter (no id is that long, and the sentence would otherwise echo it)."""
+    out = [d.strip() for v in values for d in v.split(",") if d.strip()]
+    if any(len(d) > 128 for d in out):
+        raise HTTPException(422, f"The query parameter `{field}` holds a name longer than 128 characters.")
+    return out
 
 
 @router.get("/profiles/{identifier}")
