@@ -47,7 +47,7 @@ def _build_env(root: Path) -> dict:
     keys: dict[str, str] = {}
     with Workspace.open(ws) as w:
         for label, scope, pii in (("read", "read", False), ("pii", "read", True), ("write", "write", False),
-                                  ("browser", "read", False), ("doomed", "read", False)):
+                                  ("browser", "read", False), ("doomed", "read", False), ("admin", "admin", False)):
             keys[label], _ = create_key(w, scope, f"dash-{label}", pii=pii)
     server = Server(ws, "--load-interval", "0.5").start()
     return {"ws": ws, "url": server.url, "keys": keys, "orders": orders, "email": email, "server": server}

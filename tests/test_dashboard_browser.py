@@ -7,13 +7,17 @@ them, and a wrong key refused. Uses the HTTP tests' session server (same workspa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from conftest import run_cli
 from test_dashboard import dashboard_env, month_end, valid_revenue  # noqa: F401 - the session fixture
+from test_service_helpers import bearer
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
@@ -134,3 +138,37 @@ def test_pages_send_an_unsigned_browser_to_sign_in(browser: Any, dashboard_env: 
     assert [c for c in context.cookies() if c["name"] == "cxlens_session"] == []
     assert [e for e in console.errors if "401" not in e] == []  # the refused sign-in answers 401, nothing else fails
     context.close()
+
+
+COMMENT = "Checkout was <b>quick</b> & painless"
+
+
+def test_an_answer_on_the_survey_page_shows_up_on_the_surveys_page(session: tuple[Any, Any, Console],
+                                                                   dashboard_env: dict) -> None:
+    """Last in this file: its answer (dated today) becomes the newest NPS period of the shared workspace."""
+    _, page, console = session
+    env = dashboard_env
+    r = httpx.post(env["url"] + "/v1/surveys", headers=bearer(env["keys"]["admin"]), timeout=60,
+                   json={"survey_type": "nps", "survey_id": "nps-dashboard", "question": "Would you recommend us?",
+                         "touchpoint": "checkout", "channel": "web"})
+    assert r.status_code == 201, r.text
+    cli = run_cli("surveys", "link", "nps-dashboard", "--customer", "dash-c1", "--base-url", env["url"],
+                  "--format", "json", workspace=env["ws"])
+    assert cli.returncode == 0, cli.stderr
+    page.goto(json.loads(cli.stdout)["url"])
+    page.fill("textarea#comment", COMMENT)
+    page.click('button[name=score][value="10"]')
+    page.wait_for_selector("text=Thank you")
+
+    page.goto("/dashboard/surveys")
+    cells = page.locator("#comments td.comment")
+    assert COMMENT in cells.all_inner_texts()  # shown as text: the <b> is not markup
+    assert page.locator("#comments td.comment b").count() == 0
+    # this month is still running, so the unfiltered page leaves it out as partial; since its first day it shows
+    this_month = datetime.now(UTC).date().replace(day=1)
+    page.goto(f"/dashboard/surveys?since={this_month.isoformat()}")
+    tile = page.locator('article[data-metric="nps"]')
+    # the only NPS answer this month is a 10: one promoter of one answer is an NPS of 100
+    assert tile.get_attribute("data-period") == this_month.isoformat()
+    assert float(tile.get_attribute("data-value")) == 100.0
+    assert console.errors == []
