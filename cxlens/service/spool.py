@@ -28,6 +28,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, event TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID",
 )
+TRIM_CHUNK = 5_000
+"""Loaded events forgotten per transaction (see `trim`)."""
 PRUNE_CHUNK = 20_000
 """Ids forgotten per transaction, so a large prune never holds up appends for long."""
 
@@ -78,6 +80,11 @@ class Spool:
             raise WorkspaceError(f"Cannot open the event spool {self.path}: {exc}.") from None
         self._estimate = 0
         self.quick_backlog()
+        self._read_lock = threading.Lock()
+        try:
+            self._reader = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"Cannot open the event spool {self.path}: {exc}.") from None
 
     def _add_seen_times(self) -> None:
         """Spools written before pruning existed have no `at` column: add it, dated now (their
@@ -167,19 +174,26 @@ class Spool:
     def take(self, limit: int) -> tuple[str, int, list[str]]:
         """The source of the oldest pending event, and up to `limit` oldest pending events (JSON
         text) of that source with the last sequence number among them."""
-        with self._lock:
-            first = self._con.execute("SELECT source FROM pending ORDER BY seq LIMIT 1").fetchone()
+        with self._read_lock:  # a second connection: WAL lets it read while appends commit
+            first = self._reader.execute("SELECT source FROM pending ORDER BY seq LIMIT 1").fetchone()
             if first is None:
                 return "", 0, []
-            rows = self._con.execute("SELECT seq, event FROM pending WHERE source = ? ORDER BY seq LIMIT ?",
-                                     (first[0], limit)).fetchall()
+            rows = self._reader.execute("SELECT seq, event FROM pending WHERE source = ? ORDER BY seq LIMIT ?",
+                                        (first[0], limit)).fetchall()
         return first[0], rows[-1][0], [r[1] for r in rows]
 
     def trim(self, source: str, through_seq: int) -> None:
-        """Forget `source`'s pending events up to `through_seq`: only after they are in the workspace."""
-        with self._transaction() as con:
-            deleted = con.execute("DELETE FROM pending WHERE source = ? AND seq <= ?", (source, through_seq)).rowcount
-            self._estimate = max(0, self._estimate - deleted)
+        """Forget `source`'s pending events up to `through_seq`: only after they are in the workspace.
+
+        In chunks, so appends waiting for the lock get in between (a crash half-way leaves events
+        the next load recognizes as already loaded)."""
+        while True:
+            with self._transaction() as con:
+                deleted = con.execute("DELETE FROM pending WHERE seq IN (SELECT seq FROM pending WHERE source = ? AND "
+                                      "seq <= ? ORDER BY seq LIMIT ?)", (source, through_seq, TRIM_CHUNK)).rowcount
+                self._estimate = max(0, self._estimate - deleted)
+            if deleted < TRIM_CHUNK:
+                return
 
     def prune(self, before: float) -> int:
         """Forget the event_ids first received before `before` (a Unix time); the number forgotten.
@@ -202,5 +216,6 @@ class Spool:
             return int(self._con.execute("SELECT count(*) FROM seen").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._con.close()
