@@ -85,8 +85,7 @@ def main() -> None:
         raise
     except BaseException as exc:  # noqa: BLE001 - every other ending is sorted here
         if _is_interrupt(exc):
-            print_error("Interrupted; the unfinished step changed nothing.")
-            sys.exit(130)
+            _interrupted()
         if isinstance(exc, typer.Exit) or type(exc).__name__ == "Exit":
             sys.exit(getattr(exc, "exit_code", 0))
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
@@ -99,5 +98,12 @@ def main() -> None:
             "cxlens; run again with CXLENS_DEBUG=1 to see the details."
         )
         sys.exit(70)
+    if rc == 130:  # typer turns a KeyboardInterrupt outside the engine into a return code
+        _interrupted()
     if isinstance(rc, int) and rc:
         sys.exit(rc)
+
+
+def _interrupted() -> None:
+    print_error("Interrupted; the unfinished step changed nothing.")
+    sys.exit(130)
