@@ -63,6 +63,8 @@ class DemoSummary:
     """Support friction and what it costs in CES, beside the effects the simulation planted."""
     attribution: dict[str, Any] = field(default_factory=dict)
     """Orders credited to channels by the exact Markov model (the report's Attribution section)."""
+    service: dict[str, Any] = field(default_factory=dict)
+    """Surveys defined with their invitation rules, the outbox they filled, and a read key for the dashboard."""
     report_result: ReportResult | None = field(default=None, repr=False, compare=False)
     """The written report with its numbers (not part of the JSON summary)."""
 
@@ -127,6 +129,8 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
         summary.report, summary.headline, summary.report_result = str(result.path), result.headline(), result
         summary.journeys = _journeys(result.data.journeys, truth["effects"]["effort"])
         summary.attribution = _attribution(result.data.attribution)
+        step("defining surveys and a dashboard key", len(files), len(files))
+        summary.service = _service(ws)
     summary.seconds["total"] = round(sum(summary.seconds.values()), 2)
     return summary
 
@@ -138,6 +142,27 @@ def _journeys(j: Any, planted: dict[str, Any]) -> dict[str, Any]:
     return {"cases": j.headline.get("cases"), "friction_share": j.headline.get("friction_share"),
             "ces_effects": {r["friction"]: r["effect"] for r in j.friction if r["outcome"] == "CES"},
             "planted_ces": planted["ces_support"], "costliest_for_churn": j.friction_text}
+
+
+def _service(ws: Workspace) -> dict[str, Any]:
+    """Two surveys with invitation rules run as of the last day of data (the outbox a sender would
+    mail), and a read key to sign in to the dashboard of `cxlens serve`."""
+    from datetime import datetime, timedelta
+
+    from cxlens.service.keys import create_key
+    from cxlens.service.surveys import create_survey, run_invitations
+
+    surveys = [
+        create_survey(ws, "ces", touchpoint="support", channel="email", after="resolved_case", survey_id="ces-support"),
+        create_survey(ws, "csat", touchpoint="delivery", channel="email", after="order", delay_days=3,
+                      survey_id="csat-delivery"),
+    ]
+    last = ws.sql("SELECT max(ordered_at) FROM orders").fetchone()[0]
+    as_of = (last if isinstance(last, datetime) else datetime.now()) + timedelta(days=1)
+    report = run_invitations(ws, as_of=as_of, base_url="http://127.0.0.1:8000")
+    key, _ = create_key(ws, "read", "demo-dashboard")
+    return {"surveys": [s.survey_id for s in surveys], "as_of": report.as_of, "invited": report.created,
+            "due": report.due, "excluded": report.excluded, "read_key": key}
 
 
 def _attribution(a: Any) -> dict[str, Any]:

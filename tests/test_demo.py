@@ -113,3 +113,26 @@ def test_demo_reports_journeys_friction_and_attribution(demo) -> None:
     credited = int(a["credited_orders"].replace(",", ""))
     unattributed, total = (int(x.replace(",", "")) for x in a["unattributed"].split(" orders")[0].split(" of "))
     assert credited + unattributed == total
+
+
+def test_demo_defines_surveys_fills_the_outbox_and_leaves_a_dashboard_key(demo) -> None:
+    """The outbox the demo reports is the table's content, each link verifies for its survey and
+    customer, nobody is invited twice by one survey, and the printed key is an active read key."""
+    from cxlens import Workspace
+    from cxlens.service.keys import active_keys, hash_key
+    from cxlens.service.surveys import secret, verify
+
+    s, _ = demo
+    sv = s.service
+    assert sv["surveys"] == ["ces-support", "csat-delivery"]
+    with Workspace.open(s.workspace) as ws:
+        rows = ws.sql("SELECT survey_id, customer_id, token, url, profile_id FROM survey_outbox").fetchall()
+        key = secret(ws)
+        keys = active_keys(ws)
+    assert len(rows) == sv["invited"] > 0
+    assert len({(r[0], r[4]) for r in rows}) == len(rows)
+    for survey_id, customer_id, token, url, _ in rows:
+        assert verify(key, survey_id, token).customer_id == customer_id
+        assert url.startswith(f"http://127.0.0.1:8000/s/{survey_id}?t=")
+    record = keys[hash_key(sv["read_key"])]
+    assert (record.scope, record.name) == ("read", "demo-dashboard")

@@ -92,6 +92,16 @@ def demo_command(
                       f"{a['unattributed']} had no touch in the 30 days before. Other models: cxlens attribution --model.")
     console.print(f"Report: [bold]{s.report}[/]  (open it in a browser; it works offline)")
     ws = s.workspace
+    sv = s.service
+    if sv:
+        skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sv["excluded"].items() if n) or "none"
+        console.print(
+            f"Surveys: {' and '.join(sv['surveys'])} (CES after a resolved support case, CSAT 3 days after an order); "
+            f"{sv['invited']:,} invitations in the outbox as of {sv['as_of'][:10]} (skipped: {skipped}): "
+            f"cxlens -w {ws} surveys outbox.\n"
+            f"Dashboard: cxlens -w {ws} serve, then open http://127.0.0.1:8000/dashboard and sign in with the read key "
+            f"[bold]{sv['read_key']}[/]"
+        )
     console.print(
         "Next:\n"
         f"  cxlens -w {ws} sources\n"
@@ -104,6 +114,8 @@ def demo_command(
         f"  cxlens -w {ws} hvc --limit 5\n"
         f"  cxlens -w {ws} journeys friction\n"
         f"  cxlens -w {ws} attribution --model shapley\n"
+        f"  cxlens -w {ws} surveys list\n"
+        f"  cxlens -w {ws} serve   (collection, survey pages, the read API at /docs and the dashboard)\n"
         f"  cxlens -w {ws} clv fit --calibration-end <a date 3 months before the last order>\n"
         f"  cxlens -w {ws} report --grain quarter --out {Path(s.out_dir) / 'report-quarterly.html'}\n"
         f"  duckdb {ws}   (with the DuckDB CLI: every table is plain SQL)"
