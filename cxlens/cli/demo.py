@@ -99,7 +99,7 @@ def demo_command(
             f"Surveys: {' and '.join(sv['surveys'])} (CES after a resolved support case, CSAT 3 days after an order); "
             f"{sv['invited']:,} invitations in the outbox as of {sv['as_of'][:10]} (skipped: {skipped}): "
             f"cxlens -w {ws} surveys outbox.\n"
-            f"Dashboard: cxlens -w {ws} serve, then open http://127.0.0.1:8000/dashboard and sign in with the read key "
+            f"Dashboard: cxlens -w {ws} serve, then open http://127.0.0.1:8000/dashboard/ and sign in with the read key "
             f"[bold]{sv['read_key']}[/]"
         )
     console.print(
