@@ -191,7 +191,8 @@ def test_plotly_is_served_from_the_package_and_cacheable(dashboard_env: dict) ->
         assert httpx.get(dashboard_env["url"] + f"/dashboard/static/{bad}", timeout=30).status_code == 404
 
 
-HOSTILE = ("' OR 1=1 --", "<script>alert(1)</script>", "../../../../etc/passwd", "x" * 5000, "2025-01-01'; DROP TABLE orders; --")
+HOSTILE = ("' OR 1=1 --", "<script>alert(1)</script>", "../../../../etc/passwd", "x" * 5000,
+           "2025-01-01'; DROP TABLE orders; --")
 
 
 @pytest.mark.parametrize("param", ["since", "until", "grain", "segment", "channel", "q"])

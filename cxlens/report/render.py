@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,14 +131,15 @@ def _p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _sections(data: ReportData) -> dict[str, list[tuple[str, list[TileView]]]]:
-    """Leading and lagging tiles, grouped by category in the catalogue's order."""
+def tile_sections(tiles: Iterable[Tile], currency: str) -> dict[str, list[tuple[str, list[TileView]]]]:
+    """Leading and lagging tiles, grouped by category in the catalogue's order (the report and the dashboard)."""
+    tiles = list(tiles)
     out: dict[str, list[tuple[str, list[TileView]]]] = {}
     for timing in ("leading", "lagging"):
-        tiles = [t for t in data.tiles.values() if t.metric.timing == timing]
-        cats = sorted({t.metric.category for t in tiles},
+        timed = [t for t in tiles if t.metric.timing == timing]
+        cats = sorted({t.metric.category for t in timed},
                       key=lambda c: (CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else len(CATEGORY_ORDER), c))
-        out[timing] = [(c, [tile_view(t, data.currency_symbol) for t in tiles if t.metric.category == c]) for c in cats]
+        out[timing] = [(c, [tile_view(t, currency) for t in timed if t.metric.category == c]) for c in cats]
     return out
 
 
@@ -218,7 +219,7 @@ def render_html(data: ReportData) -> str:
                      if data.left_out and span else ""),
         "baseline": baseline,
         "headline": [tile_view(data.tiles[m], data.currency_symbol) for m in HEADLINE if m in data.tiles],
-        "sections": _sections(data),
+        "sections": tile_sections(data.tiles.values(), data.currency_symbol),
         "figures": _figures(data),
         "no_data": [t.metric.label for t in data.tiles.values() if not t.has_data],
         "plotly_js": charts.plotly_js(),

@@ -21,10 +21,9 @@ from cxlens.report.data import HEADLINE, currency_of, data_span
 from cxlens.report.experiments import summarize_content, summarize_experiments
 from cxlens.report.formatting import currency_prefix
 from cxlens.report.render import (
-    CATEGORY_ORDER,
-    TileView,
     attribution_figures,
     journeys_figures,
+    tile_sections,
     tile_view,
     value_figures,
 )
@@ -42,7 +41,8 @@ def embed(fig: go.Figure, div_id: str) -> str:
     `<`, `>` and `&` are escaped inside the JSON so no string in the data can close the block.
     """
     payload = fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return str(Markup('<div class="plot" id="{0}"></div><script type="application/json" data-plot="{0}">').format(div_id)
+    opening = Markup('<div class="plot" id="{0}"></div><script type="application/json" data-plot="{0}">')
+    return str(opening.format(div_id)
                + Markup(payload) + Markup("</script>"))
 
 
@@ -89,19 +89,9 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) 
             if left_out is not None and "period_start" in frame.columns:
                 frame = frame[frame["period_start"] < left_out].reset_index(drop=True)
             series[mid] = frame
-            tiles[mid] = tile_from_series(m, frame, f.grain, span, m.share_over[0] if m.share_over and not f.channel else None)
+            group = m.share_over[0] if m.share_over and not f.channel else None
+            tiles[mid] = tile_from_series(m, frame, f.grain, span, group)
     return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
-
-
-def _grouped(metrics: Metrics) -> dict[str, list[tuple[str, list[TileView]]]]:
-    """Leading and lagging tiles by category, in the report's order."""
-    out: dict[str, list[tuple[str, list[TileView]]]] = {}
-    for timing in ("leading", "lagging"):
-        tiles = [t for t in metrics.tiles.values() if t.metric.timing == timing]
-        cats = sorted({t.metric.category for t in tiles},
-                      key=lambda c: (CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else len(CATEGORY_ORDER), c))
-        out[timing] = [(c, [tile_view(t, metrics.currency) for t in tiles if t.metric.category == c]) for c in cats]
-    return out
 
 
 def _span_text(metrics: Metrics, grain: str) -> dict[str, str]:
@@ -118,8 +108,9 @@ def overview(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:
     metrics = measure_tiles(ws, catalog, list(catalog.metrics), f)
     headline = [metrics.tiles[m] for m in HEADLINE if m in metrics.tiles]
     trends = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in headline if len(t.points) >= 2]
-    return {"headline": [tile_view(t, metrics.currency) for t in headline], "sections": _grouped(metrics),
-            "trends": trends, **_span_text(metrics, f.grain)}
+    return {"headline": [tile_view(t, metrics.currency) for t in headline],
+            "sections": tile_sections(metrics.tiles.values(), metrics.currency), "trends": trends,
+            **_span_text(metrics, f.grain)}
 
 
 def surveys(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:

@@ -47,7 +47,8 @@ NAV: tuple[tuple[str, str], ...] = (("overview", "Overview"), ("customers", "Cus
 Reader = Annotated[auth.Reader, Depends(auth.reader)]
 
 _env = Environment(
-    loader=ChoiceLoader([PackageLoader("cxlens.service.dashboard", "templates"), PackageLoader("cxlens.report", "templates")]),
+    loader=ChoiceLoader([PackageLoader("cxlens.service.dashboard", "templates"),
+                         PackageLoader("cxlens.report", "templates")]),  # the report's sections and macros
     autoescape=select_autoescape(["html", "j2"], default_for_string=True), undefined=StrictUndefined,
     trim_blocks=True, lstrip_blocks=True,
 )
@@ -195,7 +196,8 @@ def _profile(request: Request, q: str, pii: bool) -> dict[str, Any]:
     out = {"profile": card, "identifiers": ids,
            "timeline": timeline.astype(object).where(timeline.notna(), None).to_dict("records")}
     if not pii:
-        secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]}, key=len, reverse=True)
+        secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]},
+                         key=len, reverse=True)
         out = _masked(out, secrets)
     return out
 
