@@ -197,20 +197,36 @@ def _gather(ws: Any, options: Options, measurer: Measurer, span: periods.DataSpa
     errors: dict[SeriesKey, str] = {}
     left_out = span.trailing_partial(options.grain) if span is not None else None
 
+    def keep(key: SeriesKey, frame: pd.DataFrame) -> None:
+        if left_out is not None and "period_start" in frame.columns:
+            frame = frame[frame["period_start"] < left_out].reset_index(drop=True)
+        series[key] = frame
+
     def compute(metric_id: str, by: tuple[str, ...]) -> pd.DataFrame | None:
         key = (metric_id, by)
         if key not in series and key not in errors:
             try:
-                frame = measurer.measure(metric_id, grain=options.grain, by=by, since=options.since,
-                                         until=options.until).frame
+                keep(key, measurer.measure(metric_id, grain=options.grain, by=by, since=options.since,
+                                           until=options.until).frame)
             except CxlensError as exc:
                 errors[key] = str(exc)
-            else:
-                if left_out is not None and "period_start" in frame.columns:
-                    frame = frame[frame["period_start"] < left_out].reset_index(drop=True)
-                series[key] = frame
         return series.get(key)
 
+    def prefetch(metric_ids: list[str], by: tuple[str, ...]) -> None:
+        """Measure many metrics in shared engine queries; on any error each is measured alone by
+        `compute`, so an error is reported against its own metric."""
+        try:
+            results = measurer.measure_many(metric_ids, grain=options.grain, by=by, since=options.since,
+                                            until=options.until)
+        except CxlensError:
+            return
+        for metric_id, result in results.items():
+            keep((metric_id, tuple(result.query.by)), result.frame)
+
+    if span is not None:
+        prefetch([m.id for m in metrics], ())
+        for dim in dict.fromkeys(b.by for b in breakdowns):
+            prefetch([b.metric for b in breakdowns if b.by == dim], (dim,))
     tiles: dict[str, Tile] = {}
     for m in metrics:
         step(f"computing {m.id}", done, total)
