@@ -23,7 +23,7 @@ demo: $(VENV)/.core
 	$(BIN)/cxlens demo --out demo
 
 test: $(VENV)/.test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/ingest.py
