@@ -349,6 +349,25 @@ def test_ctrl_c_mid_ingest_is_a_sentence_and_changes_nothing(ws_path: Path, tmp_
     assert _all_counts(ws_path) == before
 
 
+def test_an_interrupt_at_the_last_stage_before_commit_rolls_the_file_back(ws_path: Path, tmp_path: Path) -> None:
+    """The CLI abandons a file when Ctrl-C was seen but swallowed by the engine: its stage callback
+    raises at 'committing', the last moment before COMMIT, and nothing of the file may remain."""
+    f = write(tmp_path / "orders.csv", ORDERS_CSV)
+    Workspace.open(ws_path).close()
+    before = _all_counts(ws_path)
+    stages: list[str] = []
+
+    def stage(name: str) -> None:
+        stages.append(name)
+        if name == "committing":
+            raise KeyboardInterrupt
+
+    with Workspace.open(ws_path) as w, pytest.raises(KeyboardInterrupt):
+        ingest_file(w, "orders", f, source="shop", on_stage=stage)
+    assert stages[-1] == "committing" and "loading" in stages
+    assert _all_counts(ws_path) == before
+
+
 def _wait_until_reading(proc: subprocess.Popen, path: Path, timeout: float = 60.0) -> None:
     """Wait until `proc` has `path` open (it is past its imports and reading), on a busy machine too.
 

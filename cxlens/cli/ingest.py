@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -47,6 +48,42 @@ class _QueryProgress:
         self._thread.join(timeout=1)
 
 
+class _InterruptGuard:
+    """Remembers a Ctrl-C so it cannot be lost: the engine may swallow the KeyboardInterrupt of a
+    statement that was about to finish anyway, and the file would then be committed. Each stage of
+    the load (the last one just before COMMIT) checks the flag and abandons the file."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_InterruptGuard":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _interrupted_after(results: list[Any], *, unresolved: bool) -> None:
+    """Ctrl-C once some files are committed: say which are in the workspace, not 'nothing changed'."""
+    names = ", ".join(Path(r.file).name for r in results)
+    rest = " Identities were not resolved for them: run `cxlens identity resolve`." if unresolved else ""
+    print_error(f"Interrupted after {names} {'was' if len(results) == 1 else 'were'} loaded; "
+                f"the unfinished step changed nothing.{rest}")
+    sys.exit(130)
+
+
 def ingest_command(
     ctx: typer.Context,
     table: Annotated[str, typer.Argument(help=f"Canonical table: {', '.join(LOADABLE_TABLES)}.", show_default=False)],
@@ -84,28 +121,36 @@ def ingest_command(
         ws.backend.raw.execute("SET enable_progress_bar = true")  # lets _QueryProgress read query_progress()
     failures: list[str] = []
     results = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=err_console, transient=True, disable=not show) as progress:
-        for f in files:
-            task = progress.add_task(f"{f.name}: starting", total=100)
+    identities_done = False
+    try:
+        with _InterruptGuard() as guard, Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), console=err_console, transient=True, disable=not show) as progress:
+            for f in files:
+                task = progress.add_task(f"{f.name}: starting", total=100)
 
-            def stage(name: str, _f: Path = f, _t: int = task) -> None:
-                progress.update(_t, description=f"{_f.name}: {name}", completed=0)
+                def stage(name: str, _f: Path = f, _t: int = task) -> None:
+                    guard.check()
+                    progress.update(_t, description=f"{_f.name}: {name}", completed=0)
 
-            try:
-                with _QueryProgress(progress, task, ws.backend.raw) if show else contextlib.nullcontext():
-                    r = ingest_file(ws, table, f, mapping=m, source=source, format=file_format, options=options, on_stage=stage)
-                results.append(r)
-                if fmt is Format.json:
-                    print_json(r.to_dict())
-            except CxlensError as exc:
-                failures.append(str(exc))
-                print_error(str(exc))
-            progress.remove_task(task)
-        if resolve and results:
-            progress.add_task("resolving identities and profiles", total=None)
-            refresh_identity(ws)
-    ws.close()
+                try:
+                    with _QueryProgress(progress, task, ws.backend.raw) if show else contextlib.nullcontext():
+                        r = ingest_file(ws, table, f, mapping=m, source=source, format=file_format, options=options, on_stage=stage)
+                    results.append(r)
+                    if fmt is Format.json:
+                        print_json(r.to_dict())
+                except CxlensError as exc:
+                    failures.append(str(exc))
+                    print_error(str(exc))
+                progress.remove_task(task)
+            if resolve and results:
+                progress.add_task("resolving identities and profiles", total=None)
+                refresh_identity(ws)
+                identities_done = True
+        ws.close()
+    except KeyboardInterrupt:
+        if not results:
+            raise
+        _interrupted_after(results, unresolved=resolve and not identities_done)
     if fmt is Format.table and results:
         print_rows([
             {"file": Path(r.file).name, "table": r.table, "source": r.source, "read": r.rows_read,

@@ -118,6 +118,8 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
         src_sql = source_sql(info, opts, REJECTS)
         try:
             file_columns = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {src_sql}").fetchall()]
+        except duckdb.InterruptException:
+            raise
         except duckdb.Error as exc:
             raise IngestError(_read_error(path, info, exc)) from None
         m = mapping or _default_mapping(table, [c for c, _ in file_columns], path)
@@ -140,6 +142,8 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
                 f"CASE WHEN __problem >= 0 THEN CAST(to_json(src) AS VARCHAR) END AS __record "
                 f"FROM ({plan.base_sql}) src"
             )
+        except duckdb.InterruptException:  # Ctrl-C: an interruption, not a file problem
+            raise
         except duckdb.Error as exc:
             text = _first(exc)
             if any(w in text for w in ("Binder", "Conversion", "function")) and (m.filters or any(c.expr for c in m.columns.values())):
@@ -176,6 +180,7 @@ def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | Non
                  str(mapping.path) if mapping and mapping.path else None, now, result.rows_read, loaded,
                  quarantined, result.rows_duplicate, result.rows_filtered, result.seconds, resolved],
             )
+            step("committing")  # the last moment a caller can still abandon the file (by raising)
     finally:
         _drop_scratch(con)
     return result
