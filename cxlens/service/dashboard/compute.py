@@ -67,20 +67,26 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) 
     left_out = span.trailing_partial(f.grain) if span is not None else None
     tiles: dict[str, Tile] = {}
     series: dict[str, pd.DataFrame] = {}
+    cuts: dict[str, tuple[str, ...]] = {}
+    for mid in metric_ids:
+        m = catalog.metrics[mid]
+        if f.channel is None:
+            cuts[mid] = tuple(m.share_over[:1])
+        elif not m.share_over and "channel" in catalog.dimensions_for(m):
+            cuts[mid] = ("channel",)
     with Measurer(ws, catalog) as measurer:
+        frames = _measure_together(measurer, cuts, f) if span is not None else {}
         for mid in metric_ids:
             m = catalog.metrics[mid]
-            by = tuple(m.share_over[:1])
-            if f.channel is not None:
-                if m.share_over or "channel" not in catalog.dimensions_for(m):
-                    tiles[mid] = Tile(m, f.grain, note=f"{m.label} cannot be broken down by channel.")
-                    continue
-                by = ("channel",)
+            if mid not in cuts:
+                tiles[mid] = Tile(m, f.grain, note=f"{m.label} cannot be broken down by channel.")
+                continue
             if span is None:
                 tiles[mid] = no_data(m, f.grain)
                 continue
             try:
-                frame = measurer.measure(mid, grain=f.grain, by=by, since=f.since, until=f.until, where=f.segment).frame
+                frame = frames[mid] if mid in frames else measurer.measure(
+                    mid, grain=f.grain, by=cuts[mid], since=f.since, until=f.until, where=f.segment).frame
             except CxlensError as exc:
                 tiles[mid] = Tile(m, f.grain, note=f"not computed: {exc}")
                 continue
@@ -92,6 +98,21 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) 
             group = m.share_over[0] if m.share_over and not f.channel else None
             tiles[mid] = tile_from_series(m, frame, f.grain, span, group)
     return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
+
+
+def _measure_together(measurer: Measurer, cuts: dict[str, tuple[str, ...]], f: Filters) -> dict[str, pd.DataFrame]:
+    """Frames of the metrics sharing a cut, measured in shared engine queries (`measure_many`). A
+    group with an error is left out, so `measure_tiles` measures its metrics one by one and the
+    error lands on its own metric's tile."""
+    frames: dict[str, pd.DataFrame] = {}
+    for cut in dict.fromkeys(cuts.values()):
+        ids = [mid for mid, c in cuts.items() if c == cut]
+        try:
+            results = measurer.measure_many(ids, grain=f.grain, by=cut, since=f.since, until=f.until, where=f.segment)
+        except CxlensError:
+            continue
+        frames.update({mid: r.frame for mid, r in results.items()})
+    return frames
 
 
 def _span_text(metrics: Metrics, grain: str) -> dict[str, str]:
