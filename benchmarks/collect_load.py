@@ -149,8 +149,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of `pid` (the server's loader process)."""
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
 class Server:
-    """`cxlens serve` in a child process; the highest peak RSS of its incarnations."""
+    """`cxlens serve` in a child process (with its loader process); the highest peak RSS of its incarnations."""
 
     def __init__(self, workspace: Path, port: int, extra: list[str]):
         self.workspace, self.port, self.extra = workspace, port, extra
@@ -179,13 +191,20 @@ class Server:
         sys.exit("cxlens serve did not answer in 60 s")
 
     def sample_rss(self) -> None:
+        """Peak RSS and CPU of the server and its loader process (summed: both are the service)."""
         if self.proc and self.proc.poll() is None:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                hwm = next(line for line in f if line.startswith("VmHWM"))
-            self.peak_mb = max(self.peak_mb, int(hwm.split()[1]) / 1024)
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            self.cpu[self.proc.pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            peak = 0.0
+            for pid in [self.proc.pid, *_children(self.proc.pid)]:
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        hwm = next(line for line in f if line.startswith("VmHWM"))
+                    with open(f"/proc/{pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except (OSError, StopIteration):
+                    continue
+                peak += int(hwm.split()[1]) / 1024
+                self.cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self.peak_mb = max(self.peak_mb, peak)
 
     def kill(self) -> None:
         assert self.proc is not None

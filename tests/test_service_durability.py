@@ -44,6 +44,16 @@ def stored(ws: Path, prefix: str) -> dict[str, int]:
                           [prefix + "-%"]).fetchall())
 
 
+def _loader_processes(pid: int) -> list[int]:
+    """Child processes of the server that run loads (multiprocessing workers, not its resource tracker)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(int(child))
+    return out
+
+
 def test_acknowledged_events_survive_sigkill_backpressure_and_shutdown(tmp_path: Path) -> None:
     ws = tmp_path / "ws.duckdb"
     with Workspace.open(ws) as w:
@@ -56,7 +66,13 @@ def test_acknowledged_events_survive_sigkill_backpressure_and_shutdown(tmp_path:
         r = send(server.url, key, sent[i:i + 50])
         assert r.status_code == 200 and r.json()["accepted"] == 50
         acked += [e["event_id"] for e in sent[i:i + 50]]
+    loader = _loader_processes(server.proc.pid)
+    assert len(loader) == 1, "the server loads through one child process"
     server.kill()  # SIGKILL right after the last acknowledgement
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{loader[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{loader[0]}").exists(), "the loader process outlived its SIGKILLed server"
 
     status = run_cli("collect", "status", "--format", "json", workspace=ws)
     assert json.loads(status.stdout)["backlog"] == 500

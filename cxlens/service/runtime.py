@@ -8,10 +8,12 @@ service never keeps it open between requests and loads, and the CLI can use it m
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service import keys as keystore
@@ -44,6 +46,7 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self.last_load: LoadReport | None = None
         self.last_error: str | None = None
+        self._worker: Any = None
 
     @contextmanager
     def workspace(self, wait: float = -1) -> Iterator[Workspace]:
@@ -100,9 +103,8 @@ class Runtime:
                 if first or (backlog and time.monotonic() >= next_load):
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
                     with self._ws_lock:
-                        self.last_load = flush(self.settings.workspace, self.spool, batch=self.settings.load_batch,
-                                               max_batches=None if first else 1, threads=self.settings.load_threads,
-                                               profiles=profiles)
+                        self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
+                                                     threads=self.settings.load_threads, profiles=profiles)
                     next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches and (profiles or self.last_load.backlog == 0):
                         profiles_at = time.monotonic()
@@ -126,8 +128,18 @@ class Runtime:
                 log.exception("load failed; the events stay in the spool")
             self._stop.wait(turn)
 
+    def _flush(self, **kwargs: Any) -> LoadReport:
+        """One flush, in the loader's child process when there is one (see cxlens.service.loadworker)."""
+        if self._worker is not None:
+            return self._worker.flush(self.settings.workspace, **kwargs)
+        return flush(self.settings.workspace, self.spool, **kwargs)
+
     def start(self) -> None:
         self.refresh_keys()
+        if self.settings.load_process:
+            from cxlens.service.loadworker import LoadWorker
+
+            self._worker = LoadWorker(self.settings.spool)
         self._thread = threading.Thread(target=self._loop, name="cxlens-loader", daemon=True)
         self._thread.start()
 
@@ -141,4 +153,6 @@ class Runtime:
                 flush(self.settings.workspace, self.spool, batch=self.settings.load_batch)
         except CxlensError as exc:
             log.warning("events left in the spool at shutdown (loaded at the next start): %s", exc)
+        if self._worker is not None:
+            self._worker.close()
         self.spool.close()

@@ -48,6 +48,9 @@ class ServiceSettings:
     seen_days: float = 7.0
     """Days an event_id is remembered to answer a resend as a duplicate; older ids are pruned (a
     later resend is accepted again but still stored once: the events table is keyed by event_id)."""
+    load_process: bool = True
+    """Load in a child process at lower CPU priority (see cxlens.service.loadworker), so a load's
+    Python work never holds the GIL the request handlers need."""
     key_ttl: float = 2.0
     """Seconds a key lookup is cached: a revoked key stops working within this time."""
     retry_after: int = 5
