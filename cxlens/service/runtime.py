@@ -8,7 +8,6 @@ service never keeps it open between requests and loads, and the CLI can use it m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
