@@ -81,12 +81,6 @@ class Runtime:
             record = self._keys.get(key_hash)
         return record
 
-    def load_once(self) -> LoadReport:
-        """Load one batch of the spool now (under the workspace lock)."""
-        with self._ws_lock:
-            return flush(self.settings.workspace, self.spool, batch=self.settings.load_batch, max_batches=1,
-                         threads=self.settings.load_threads)
-
     def _pause_after(self, report: LoadReport) -> float:
         """Seconds the workspace stays free after a load: the load interval, or longer after a long
         load (`load_pause` times its duration), so a high backlog makes loads larger, not more frequent."""

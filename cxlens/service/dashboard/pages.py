@@ -66,10 +66,9 @@ _env.filters["masked"] = _masked_emails
 
 def _catalog(request: Request) -> Any:
     """Built-in metrics plus the served workspace's definitions file (its segments feed the filter)."""
-    from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_path
+    from cxlens.service.routes.read import catalog
 
-    return Catalog.load(definitions_path(runtime(request).settings.workspace))
+    return catalog(request)
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -185,21 +184,9 @@ def customers(request: Request, who: Reader) -> HTMLResponse:
 
 
 def _profile(request: Request, q: str, pii: bool) -> dict[str, Any]:
-    from cxlens.profiles import find_profile, profile_card, profile_timeline
-    from cxlens.service.routes.read import _masked
+    from cxlens.service.routes.read import profile_document
 
-    with runtime(request).workspace() as ws:
-        profile_id = find_profile(ws, q)
-        card = profile_card(ws, profile_id)
-        timeline = profile_timeline(ws, profile_id, 100)
-    ids = card.pop("identifiers")
-    out = {"profile": card, "identifiers": ids,
-           "timeline": timeline.astype(object).where(timeline.notna(), None).to_dict("records")}
-    if not pii:
-        secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]},
-                         key=len, reverse=True)
-        out = _masked(out, secrets)
-    return out
+    return profile_document(request, q, 100, pii=pii)
 
 
 def _section(name: str) -> Callable[[Request, auth.Reader], HTMLResponse]:

@@ -79,17 +79,23 @@ def show_profile(request: Request, identifier: str, key: Reader,
 
     Email addresses and phone numbers are masked unless the key was created with `--pii`.
     """
-    from cxlens.profiles import find_profile, profile_card, profile_timeline
-
     if len(identifier) > 256:
         raise UsageError("The profile identifier is longer than 256 characters.")
+    return profile_document(request, identifier, limit or None, pii=key.pii)
+
+
+def profile_document(request: Request, identifier: str, limit: int | None, *, pii: bool) -> dict[str, Any]:
+    """Profile card, identifiers and timeline as JSON values; email and phone masked unless `pii`
+    (the read API and the dashboard's customer page show the same document)."""
+    from cxlens.profiles import find_profile, profile_card, profile_timeline
+
     with runtime(request).workspace() as ws:
         profile_id = find_profile(ws, identifier)
         card = profile_card(ws, profile_id)
-        timeline = profile_timeline(ws, profile_id, limit or None)
+        timeline = profile_timeline(ws, profile_id, limit)
     ids = card.pop("identifiers")
     out = {"profile": card, "identifiers": ids, "timeline": timeline.astype(object).where(timeline.notna(), None).to_dict("records")}
-    if key.pii:
+    if pii:
         return out
     secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]}, key=len, reverse=True)
     return _masked(out, secrets)
