@@ -31,8 +31,14 @@ Rules (thresholds are ``ValueSettings`` fields):
   two earlier orders put their earlier score just under the bar by chance.
 - ``lapsing_hvc``: an HVC silent for at least ``min_silent_days`` and either for more than ``k``
   times their own usual gap between purchases (trusted from ``min_purchase_days`` purchase days)
-  or with P(alive) below ``p_alive_below``; and with no activity of any kind (visit, contact,
-  survey) for ``min_silent_days`` and longer than one usual gap. Still an HVC.
+  or with P(alive) below ``p_alive_below``; with no activity of any kind (visit, contact, survey)
+  for ``min_silent_days`` and longer than one usual purchase gap; and with a sign that they have
+  gone rather than paused: no activity of any kind for more than ``quiet_gaps`` of their usual
+  gaps between active days, or an unresolved support case since their last purchase. Still an HVC.
+  A silence of purchases alone is weak evidence for a customer who does nothing but buy every
+  few weeks (a few skipped purchases happen by chance), strong for one who also visited weekly;
+  measuring the quiet in the customer's own rhythm across all channels tells the two apart, and
+  a complaint left unresolved is the classic reason a good customer stops.
 - ``high_volume``: order count in the top ``volume_share`` of customers with an average order
   value below the median, and not an HVC of any kind.
 """
@@ -88,6 +94,10 @@ class ValueSettings:
     """Purchase days a usual gap needs (two give one gap; raise it to trust only longer histories)."""
     p_alive_below: float = 0.3
     """P(alive) below this (BG/NBD) also marks a silent HVC as lapsing."""
+    quiet_gaps: float = 6.0
+    """A lapsing HVC has done nothing at all for more than this many of their usual gaps between active days
+    (unless a support case of theirs is unresolved since their last purchase): a customer still around, active
+    at that rhythm, stays so quiet by chance about once in e^6 = 400 times."""
     volume_share: float = 0.2
     """High-volume customers are in this top share by number of orders."""
     predict: bool = True
@@ -100,6 +110,9 @@ class ValueSettings:
                 raise UsageError(f"{name} {value!r} is not a share; use a number from 0 to 1.")
         if self.k <= 0:
             raise UsageError(f"k {self.k!r} must be a positive number of usual purchase gaps, e.g. 3.")
+        if self.quiet_gaps <= 0:
+            raise UsageError(f"quiet_gaps {self.quiet_gaps!r} must be a positive number of usual gaps between "
+                             "active days, e.g. 6.")
         for name in ("min_orders", "known_days", "breadth_gain", "min_silent_days", "min_purchase_days"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} {getattr(self, name)!r} must not be negative.")
@@ -160,7 +173,9 @@ def classify(t: ir.Table, win: Windows, s: ValueSettings, *, has_categories: boo
     overdue = (t.purchase_days >= s.min_purchase_days) & (t.days_silent > s.k * gap).fill_null(False)
     silent = (t.days_silent >= s.min_silent_days) & (overdue | (t.p_alive < s.p_alive_below).fill_null(False))
     quiet = (t.days_inactive >= s.min_silent_days) & (t.days_inactive > gap).fill_null(False)
-    lapsing = hvc & silent & quiet
+    gone = ((t.days_inactive > s.quiet_gaps * t.activity_gap_days).fill_null(False)
+            | (t.days_since_unresolved_case <= t.days_silent).fill_null(False))
+    lapsing = hvc & silent & quiet & gone
     volume = ((t.orders_pct >= 1.0 - s.volume_share) & (t.aov_pct < 0.5)).fill_null(False) & ~hvc & ~emerging
     t = t.mutate(hvc=hvc, lapsing_hvc=lapsing, emerging_hvc=emerging, high_volume=volume)
     return t.mutate(value_class=ibis.cases((t.lapsing_hvc, "lapsing hvc"), (t.hvc, "hvc"), (t.emerging_hvc, "emerging hvc"),
@@ -175,6 +190,7 @@ COLUMNS: tuple[str, ...] = (
     "latest_nps", "purchase_days", "usual_gap_days", "days_silent", "days_inactive", "orders_earlier", "orders_recent",
     "spend_rate_earlier", "spend_rate_recent", "categories_earlier", "categories_recent", "coupon_share_earlier",
     "coupon_share_recent", "full_price_share_earlier", "full_price_share_recent", "first_order", "last_order",
+    "active_days", "activity_gap_days", "days_since_unresolved_case",
 )
 """Columns of the customer_value table, in order."""
 

@@ -21,7 +21,15 @@ Conventions:
   last purchase day to the as-of day; ``days_inactive`` the days since any activity the customer
   started (an order, a visit or other event, a support contact, a survey answer). Messages the
   company sent, opened or not, and ad impressions are not activity: a lapsed customer still
-  receives newsletters.
+  receives newsletters. ``active_days`` counts the distinct days with such activity and
+  ``activity_gap_days`` is their mean gap, (last - first active day) / (active days - 1): the
+  customer's rhythm across every channel, so a silence can be weighed against how often this
+  customer usually shows up at all (a weekly visitor quiet for three months has gone; a store
+  shopper who buys every six weeks and does nothing else has only skipped a few visits).
+- ``days_since_unresolved_case`` is the days since the last contact of the customer's latest
+  support case that no contact marked resolved (cases grouped by source and case id, a contact
+  without a case id its own case; resolution unknown for every contact is no evidence): an
+  unresolved complaint is the classic reason a good customer stops buying.
 - ``first_seen_day`` is the earliest record of the profile of any kind (CRM sign-up, order, event,
   contact, survey answer): a customer known before the recent window has an earlier pattern to
   depart from even when it held few orders.
@@ -141,7 +149,8 @@ def nps_evidence(ws: object, win: Windows) -> ir.Table:
 
 
 def activity_evidence(ws: object, win: Windows) -> ir.Table:
-    """Per-profile first record day of any kind and last day of customer-started activity, up to the as-of day."""
+    """Per-profile first record day of any kind, and first and last day and number of days of customer-started
+    activity, up to the as-of day."""
     t = ws.table  # type: ignore[attr-defined]
     e, i, s, c, o = t("events"), t("interactions"), t("survey_responses"), t("customers"), t("orders")
 
@@ -154,8 +163,24 @@ def activity_evidence(ws: object, win: Windows) -> ir.Table:
         rows(c, c.signup_at, ibis.literal(False)),
     )
     everything = everything.filter(everything.profile_id.notnull() & everything.day.notnull() & (everything.day <= win.as_of))
-    return everything.group_by("profile_id").aggregate(
-        first_seen_day=everything.day.min(), last_activity_day=ibis.ifelse(everything.active, everything.day, None).max())
+    active_day = ibis.ifelse(everything.active, everything.day, None)
+    per = everything.group_by("profile_id").aggregate(
+        first_seen_day=everything.day.min(), first_activity_day=active_day.min(), last_activity_day=active_day.max(),
+        active_days=active_day.nunique())
+    span = (per.last_activity_day - per.first_activity_day).cast("float64")
+    return per.mutate(activity_gap_days=ibis.ifelse(per.active_days > 1, span / (per.active_days - 1).cast("float64"),
+                                                    ibis.null("float64"))).drop("first_activity_day")
+
+
+def support_evidence(ws: object, win: Windows) -> ir.Table:
+    """Per-profile day of the last contact of the latest unresolved support case, contacts up to the as-of day."""
+    i = ws.table("interactions")  # type: ignore[attr-defined]
+    i = i.filter(i.profile_id.notnull() & (day_number(i.started_at) <= win.as_of))
+    i = i.mutate(_case=ibis.ifelse(i.case_id.isnull(), "~" + i.interaction_id, i.case_id), _day=day_number(i.started_at))
+    cases = i.group_by([i.source, i._case]).aggregate(profile_id=i.profile_id.max(), last_day=i._day.max(),
+                                                      resolved=i.resolved.cast("int64").max())
+    cases = cases.filter(cases.resolved == 0)
+    return cases.group_by("profile_id").aggregate(last_unresolved_day=cases.last_day.max())
 
 
 @dataclass(frozen=True)
@@ -178,7 +203,8 @@ def available(ws: object, orders: ir.Table) -> Available:
 def evidence_table(ws: object, orders: ir.Table, win: Windows, use_margin: bool, have: Available) -> ir.Table:
     """All evidence columns per profile with orders, percentiles and rates included (lazy)."""
     t = order_evidence(orders, win, use_margin)
-    for n, part in enumerate((item_evidence(ws, orders, win), nps_evidence(ws, win), activity_evidence(ws, win))):
+    parts = (item_evidence(ws, orders, win), nps_evidence(ws, win), activity_evidence(ws, win), support_evidence(ws, win))
+    for n, part in enumerate(parts):
         part = part.rename(**{f"_p{n}": "profile_id"})
         t = t.left_join(part, t.profile_id == part[f"_p{n}"]).drop(f"_p{n}")
     unknown = ibis.null("float64")
@@ -192,6 +218,7 @@ def evidence_table(ws: object, orders: ir.Table, win: Windows, use_margin: bool,
         days_silent=(ibis.literal(win.as_of) - t.last_day).cast("int64"),
         days_inactive=(ibis.literal(win.as_of) - ibis.greatest(t.last_day, t.last_activity_day.fill_null(t.last_day))).cast("int64"),
         first_seen_day=ibis.least(t.first_seen_day.fill_null(t.first_day), t.first_day),
+        days_since_unresolved_case=(ibis.literal(win.as_of) - t.last_unresolved_day).cast("int64"),
         aov_earlier=ibis.ifelse(ordered_earlier, t.value_earlier / t.orders_earlier.cast("float64"), ibis.null("float64")),
         aov_recent=ibis.ifelse(ordered_recent, t.value_recent / t.orders_recent.cast("float64"), ibis.null("float64")),
         spend_rate_earlier=t.value_earlier * 30.0 / win.earlier_days,

@@ -1,8 +1,9 @@
 """One short sentence per customer saying why they carry their value label.
 
 A list of "lapsing HVCs" is only acted on when a marketer can see, per customer, what the label
-rests on ("silent 156 days, 5.5x their usual 28-day gap; was HVC score 0.78: top 4% historical
-margin, 0% of orders with a coupon, NPS 10"). The numbers come from the customer_value evidence columns; the wording is fixed so
+rests on ("silent 156 days, 5.5x their usual 28-day gap; no activity for 150 days, 30.0x their
+usual 5-day gap between active days; was HVC score 0.78: top 4% historical margin, 0% of orders
+with a coupon, NPS 10"). The numbers come from the customer_value evidence columns; the wording is fixed so
 scripts can show it as is.
 """
 
@@ -62,6 +63,12 @@ def lapsing_sentence(r: Mapping[str, Any]) -> str:
     parts = [f"silent {int(r['days_silent'])} days"]
     if _known(r.get("usual_gap_days")) and r["usual_gap_days"] > 0:
         parts[0] += f", {r['days_silent'] / r['usual_gap_days']:.1f}x their usual {r['usual_gap_days']:.0f}-day gap"
+    if _known(r.get("activity_gap_days")) and r["activity_gap_days"] > 0:
+        parts.append(f"no activity for {int(r['days_inactive'])} days, {r['days_inactive'] / r['activity_gap_days']:.1f}x "
+                     f"their usual {r['activity_gap_days']:.0f}-day gap between active days")
+    unresolved = r.get("days_since_unresolved_case")
+    if _known(unresolved) and unresolved <= r["days_silent"]:
+        parts.append(f"a support case left unresolved {int(unresolved)} days ago, after their last purchase")
     if _known(r.get("p_alive")):
         parts.append(f"P(alive) {r['p_alive']:.2f}")
     return "; ".join(parts) + "; was " + hvc_sentence(r)

@@ -26,7 +26,9 @@ CLASS_LABELS: dict[str, str] = {
 
 CLASS_HELP: dict[str, str] = {
     "hvc": "high value (historical or predicted), repeat buyers, little price sensitivity, broad baskets",
-    "lapsing_hvc": "HVCs silent for longer than k x their own usual gap between purchases (or P(alive) low), with no other activity",
+    "lapsing_hvc": ("HVCs silent for longer than k x their own usual gap between purchases (or P(alive) low), and quiet in "
+                    "every channel for longer than quiet_gaps x their usual gap between active days (or with a support "
+                    "case unresolved since their last purchase)"),
     "emerging_hvc": "recently HVC-like, not before: widening category breadth, rising spend, fewer deals",
     "high_volume": "many orders (top share) with a below-median order value; not HVCs",
 }
@@ -41,7 +43,8 @@ CLASS_ORDER: dict[str, list[tuple[str, bool]]] = {
 
 EVIDENCE_MEDIANS: tuple[str, ...] = (
     "frequency", "monetary", "aov", "value_pct", "predicted_clv", "p_alive", "coupon_share", "full_price_share",
-    "items_per_order", "categories", "latest_nps", "usual_gap_days", "days_silent", "hvc_score",
+    "items_per_order", "categories", "latest_nps", "usual_gap_days", "days_silent", "days_inactive", "activity_gap_days",
+    "hvc_score",
     "hvc_score_earlier", "hvc_score_recent",
 )
 """Evidence columns summarized (as medians) per class."""
