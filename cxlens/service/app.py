@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cxlens import __version__
 from cxlens.errors import CxlensError, NotFoundError
 from cxlens.service.dashboard import router as dashboard_router
+from cxlens.service.dashboard.state import state_of
 from cxlens.service.runtime import Runtime
 from cxlens.service.settings import ServiceSettings
 
@@ -74,6 +75,17 @@ def _error_status(exc: CxlensError) -> int:
     return 400
 
 
+def _segment_ids(settings: ServiceSettings) -> list[str]:
+    """The segments the definitions file declares (the dashboard keeps a view per segment current)."""
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_path
+
+    try:
+        return list(Catalog.load(definitions_path(settings.workspace)).segments)
+    except CxlensError:  # the dashboard's pages say what is wrong with the file when read
+        return []
+
+
 def create_app(settings: ServiceSettings) -> FastAPI:
     """One app over `settings.workspace`: its own spool, key cache and loader thread."""
     from cxlens.service.routes import admin, analyses, collect, read, surveys
@@ -83,9 +95,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start()
+        dashboard = state_of(app)
+        dashboard.start(_segment_ids(settings))
         try:
             yield
         finally:
+            dashboard.stop()
             runtime.stop()
 
     app = FastAPI(
@@ -104,8 +119,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
-        """Liveness and the collection backlog (no key needed)."""
-        return {"status": "ok", "backlog": runtime.spool.quick_backlog(), "loader_error": runtime.last_error}
+        """Liveness, the collection backlog and how many dashboard views wait for a refresh (no key needed)."""
+        dashboard = state_of(app)
+        return {"status": "ok", "backlog": runtime.spool.quick_backlog(), "loader_error": runtime.last_error,
+                "dashboard": dashboard.status()}
 
     app.include_router(collect.router)
     app.include_router(read.router)

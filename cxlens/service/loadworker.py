@@ -6,6 +6,7 @@ waited behind it (p99 ~290 ms on 2 cores). In a child process at lower CPU prior
 competes for a core, and the scheduler prefers the requests. The child opens the spool and the
 workspace itself (SQLite and DuckDB files, safe across processes); the server still takes its
 workspace lock around each load, so nothing else in the server opens the workspace meanwhile.
+The dashboard computes its pages here too (`call`), for the same reason.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cxlens.service.loader import LoadReport, flush
 from cxlens.service.spool import Spool
+
+T = TypeVar("T")
 
 NICENESS = 10
 """How much lower the loader runs than request handling."""
@@ -57,7 +61,7 @@ def _ready() -> int:
 
 
 class LoadWorker:
-    """One child process that runs `loader.flush` calls, one at a time."""
+    """One child process that runs `loader.flush` calls (and the dashboard's page computations), one at a time."""
 
     def __init__(self, spool_path: Path):
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
@@ -66,6 +70,10 @@ class LoadWorker:
 
     def flush(self, workspace: Path, **kwargs: Any) -> LoadReport:
         return self._pool.submit(_flush, str(workspace), kwargs).result()
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the child (a module-level function; arguments and result are pickled)."""
+        return self._pool.submit(fn, *args).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

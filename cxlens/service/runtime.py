@@ -8,11 +8,12 @@ service never keeps it open between requests and loads, and the CLI can use it m
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service import keys as keystore
@@ -25,6 +26,11 @@ log = logging.getLogger("cxlens.service")
 
 PRUNE_EVERY_SECONDS = 600.0
 """How often the loader forgets event_ids older than `seen_days` (the first turn prunes too)."""
+
+T = TypeVar("T")
+
+IDLE_WAIT_SECONDS = 0.05
+"""How often background work (the dashboard's refresh) checks whether the workspace is free."""
 
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
@@ -46,6 +52,11 @@ class Runtime:
         self.last_load: LoadReport | None = None
         self.last_error: str | None = None
         self._worker: Any = None
+        self._urgent = 0
+        self._urgent_lock = threading.Lock()
+        self.writes = 0
+        """How many callers of `workspace()` changed the file (survey answers, admin changes): the
+        dashboard's surveys page counts on it to show an answer at once."""
 
     @contextmanager
     def workspace(self, wait: float = -1) -> Iterator[Workspace]:
@@ -54,11 +65,55 @@ class Runtime:
         if not self._ws_lock.acquire(timeout=wait):
             raise WorkspaceError(f"The workspace {self.settings.workspace} is busy loading events; try again in a few seconds.")
         try:
+            before = self._file_stamp()
             ws = Workspace.open(self.settings.workspace)
             try:
                 yield ws
             finally:
                 ws.close()
+                if self._file_stamp() != before:
+                    self.writes += 1
+        finally:
+            self._ws_lock.release()
+
+    def _file_stamp(self) -> tuple[int, int]:
+        path = self.settings.workspace
+        stamps = []
+        for p in (path, path.with_name(path.name + ".wal")):
+            try:
+                stamps.append(os.stat(p).st_mtime_ns)
+            except FileNotFoundError:
+                stamps.append(0)
+        return stamps[0], stamps[1]
+
+    def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
+            cancel: threading.Event | None = None) -> T:
+        """`fn(*args)` with the workspace to itself (fn opens it), in the loader's child process when
+        there is one, so its Python work never holds the GIL the requests need.
+
+        `background` work (the dashboard's refresh) starts only when the workspace is free and no
+        foreground caller of `run` is waiting for it; it gives up with WorkspaceError once `cancel` is set."""
+        if background:
+            while True:
+                if (cancel is not None and cancel.is_set()) or self._stop.is_set():
+                    raise WorkspaceError("The service is stopping.")
+                if self._urgent == 0 and self._ws_lock.acquire(timeout=IDLE_WAIT_SECONDS):
+                    if self._urgent == 0:
+                        break
+                    self._ws_lock.release()
+                time.sleep(IDLE_WAIT_SECONDS)
+        else:
+            with self._urgent_lock:
+                self._urgent += 1
+            try:
+                self._ws_lock.acquire()
+            finally:
+                with self._urgent_lock:
+                    self._urgent -= 1
+        try:
+            if self._worker is not None:
+                return self._worker.call(fn, *args)
+            return fn(*args)
         finally:
             self._ws_lock.release()
 

@@ -55,15 +55,19 @@ class ServiceSettings:
     """Seconds a key lookup is cached: a revoked key stops working within this time."""
     retry_after: int = 5
     """Seconds a 503 asks clients to wait."""
+    dashboard_max_stale: float = 60.0
+    """Seconds a dashboard page may go on showing its last computed view after the workspace
+    changed (the page says "as of HH:MM:SS") while it is recomputed in the background; past this a
+    reader waits for fresh numbers. The surveys page is recomputed at once after a survey answer."""
 
     def __post_init__(self) -> None:
         for name in ("max_events", "max_body_bytes", "backlog_limit", "load_batch", "load_threads", "retry_after"):
             if getattr(self, name) < 1:
                 raise UsageError(f"The service setting {name} must be at least 1; got {getattr(self, name)}.")
         if self.load_interval <= 0 or self.seen_days <= 0 or self.key_ttl < 0 or self.load_pause < 0 \
-                or self.profiles_every < 0:
+                or self.profiles_every < 0 or self.dashboard_max_stale < 0:
             raise UsageError("The service settings load_interval and seen_days must be positive, key_ttl, "
-                             "load_pause and profiles_every not negative.")
+                             "load_pause, profiles_every and dashboard_max_stale not negative.")
         if not self.source or not self.source.replace("_", "").replace("-", "").isalnum():
             raise UsageError(f"The source name `{self.source}` must be letters, digits, '-' or '_'.")
 

@@ -1,27 +1,31 @@
 """The dashboard's routes: sign-in and sign-out, the pages, and the JavaScript they load.
 
-Pages are server-rendered Jinja2 (autoescaped) in one layout. Each answer carries a
-Content-Security-Policy that allows scripts from this server only: the figures travel as JSON in
-non-executable blocks and /dashboard/static/dashboard.js draws them with the installed Plotly.
+Pages are server-rendered Jinja2 (autoescaped) in one layout. A computed page's content is a
+view kept by `state` (rendered once per data version); a request only puts it in the layout.
+Each answer carries a Content-Security-Policy that allows scripts from this server only: the
+figures travel as JSON in non-executable blocks and /dashboard/static/dashboard.js draws them
+with the installed Plotly.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from cxlens.errors import CxlensError
 from cxlens.service.auth import runtime
-from cxlens.service.dashboard import auth, compute
+from cxlens.service.dashboard import auth
 from cxlens.service.dashboard.filters import Filters, parse_filters
 from cxlens.service.dashboard.session import LOGIN_COOKIE
 from cxlens.service.dashboard.state import state_of
+from cxlens.service.dashboard.views import SECTIONS, env
 from cxlens.service.keys import hash_key
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -39,30 +43,10 @@ STATIC_FILES: dict[str, tuple[Path, str]] = {
 """Served by name from a fixed list: no part of the request path reaches the file system."""
 PARAM_CHARS = 256
 """Longest query-string value a page reads; longer ones are refused before anything else."""
-SECTIONS: dict[str, str] = {"experiments": "Experiments", "value": "Customer value", "journeys": "Journeys",
-                            "attribution": "Attribution"}
 NAV: tuple[tuple[str, str], ...] = (("overview", "Overview"), ("customers", "Customers"), ("surveys", "Surveys"),
                                     *SECTIONS.items())
 
 Reader = Annotated[auth.Reader, Depends(auth.reader)]
-
-_env = Environment(
-    loader=ChoiceLoader([PackageLoader("cxlens.service.dashboard", "templates"),
-                         PackageLoader("cxlens.report", "templates")]),  # the report's sections and macros
-    autoescape=select_autoescape(["html", "j2"], default_for_string=True), undefined=StrictUndefined,
-    trim_blocks=True, lstrip_blocks=True,
-)
-
-
-def _masked_emails(text: str) -> str:
-    """Email addresses inside free text (survey comments) as `a***@example.com`."""
-    from cxlens.service.routes.read import EMAIL, mask
-
-    return EMAIL.sub(lambda m: mask(m.group(0)), text)
-
-
-_env.filters["masked"] = _masked_emails
-
 
 def _catalog(request: Request) -> Any:
     """Built-in metrics plus the served workspace's definitions file (its segments feed the filter)."""
@@ -72,7 +56,7 @@ def _catalog(request: Request) -> Any:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = _env.get_template(template).render(request_path=request.url.path, nav=NAV, plotly_version=_plotly_version(),
+    html = env.get_template(template).render(request_path=request.url.path, nav=NAV, plotly_version=_plotly_version(),
                                               **context)
     return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": CSP})
 
@@ -93,9 +77,15 @@ def _params(request: Request) -> dict[str, str]:
     return params
 
 
-def _page(request: Request, who: auth.Reader, page: str, template: str,
-          compute_page: Callable[[Any, Any, Filters], dict[str, Any]] | None, **extra: Any) -> HTMLResponse:
-    """Validate the filters, compute (or fetch from the cache) and render one page."""
+def _as_of(epoch: float) -> str:
+    """`HH:MM:SS UTC`, with the date when it is not today."""
+    moment, today = datetime.fromtimestamp(epoch, UTC), datetime.now(UTC).date()
+    return moment.strftime("%H:%M:%S UTC" if moment.date() == today else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def _page(request: Request, who: auth.Reader, page: str, template: str, title: str | None = None,
+          **extra: Any) -> HTMLResponse:
+    """Validate the filters, take the page's view (kept, or computed now) and render it in the layout."""
     started = time.perf_counter()
     catalog = _catalog(request)
     common = {"who": who.key, "csrf": state_of(request.app).signer.csrf(who.session.sid), "page": page,
@@ -104,26 +94,25 @@ def _page(request: Request, who: auth.Reader, page: str, template: str,
         f = parse_filters(_params(request), catalog.segments)
     except HTTPException as exc:
         return render(request, "error.html.j2", exc.status_code, message=exc.detail, filters=Filters(), **common)
-    result: dict[str, Any] = {}
-    if compute_page is not None:
-        def run() -> dict[str, Any]:
-            with runtime(request).workspace() as ws:
-                return compute_page(ws, catalog, f)
-        try:
-            result = state_of(request.app).page(page, f.key(), run)
-        except CxlensError as exc:
-            return render(request, "error.html.j2", 400, message=str(exc), filters=f, **common)
-    return render(request, template, filters=f, seconds=f"{time.perf_counter() - started:.2f}", **common,
-                  **result, **extra)
+    if title is None:  # a page without a view (customers)
+        return render(request, template, filters=f, seconds=f"{time.perf_counter() - started:.2f}", **common, **extra)
+    try:
+        shown = state_of(request.app).show(page, f)
+    except CxlensError as exc:
+        return render(request, "error.html.j2", 400, message=str(exc), filters=f, **common)
+    view = shown.view
+    return render(request, "view.html.j2", filters=f, title=title, body=Markup(view.body(who.key.pii)),
+                  as_of=_as_of(view.as_of), as_of_iso=datetime.fromtimestamp(view.as_of, UTC).isoformat(timespec="seconds"),
+                  stale=shown.stale, seconds=f"{time.perf_counter() - started:.2f}", **common)
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> HTMLResponse:
-    """The sign-in form; opening it also warms the pages' cache in the background."""
+    """The sign-in form; opening it starts keeping the pages' views current (see `state`)."""
     nonce = auth.login_nonce(request)
     response = render(request, "login.html.j2", error=None, csrf=state_of(request.app).signer.csrf(nonce))
     auth.set_cookie(request, response, LOGIN_COOKIE, nonce, 3600)
-    _warm(request)
+    state_of(request.app).activate()  # the reader's pages are computed while they sign in
     return response
 
 
@@ -159,12 +148,12 @@ async def logout(request: Request, who: Reader) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, who: Reader) -> HTMLResponse:
-    return _page(request, who, "overview", "overview.html.j2", compute.overview)
+    return _page(request, who, "overview", "view.html.j2", "Overview")
 
 
 @router.get("/surveys", response_class=HTMLResponse)
 def surveys(request: Request, who: Reader) -> HTMLResponse:
-    return _page(request, who, "surveys", "surveys.html.j2", compute.surveys)
+    return _page(request, who, "surveys", "view.html.j2", "Surveys")
 
 
 @router.get("/customers", response_class=HTMLResponse)
@@ -180,7 +169,7 @@ def customers(request: Request, who: Reader) -> HTMLResponse:
             found.update(_profile(request, q, who.key.pii))
         except CxlensError as exc:
             found["message"] = str(exc)
-    return _page(request, who, "customers", "customers.html.j2", None, **found)
+    return _page(request, who, "customers", "customers.html.j2", **found)
 
 
 def _profile(request: Request, q: str, pii: bool) -> dict[str, Any]:
@@ -191,8 +180,7 @@ def _profile(request: Request, q: str, pii: bool) -> dict[str, Any]:
 
 def _section(name: str) -> Callable[[Request, auth.Reader], HTMLResponse]:
     def page(request: Request, who: Reader) -> HTMLResponse:
-        return _page(request, who, name, "section.html.j2", lambda ws, catalog, f: compute.section(ws, catalog, name),
-                     section=f"sections/{name}.html.j2", title=SECTIONS[name])
+        return _page(request, who, name, "view.html.j2", SECTIONS[name])
 
     page.__name__ = f"{name}_page"
     page.__doc__ = f"The report's {SECTIONS[name]} section."
@@ -218,23 +206,3 @@ def static(name: str) -> FileResponse:
         raise HTTPException(404, "No such file.")
     path, media_type = STATIC_FILES[name]
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
-
-
-def _warm(request: Request) -> None:
-    """Compute the default view of every page in the background (see DashboardState)."""
-    st, rt, catalog = state_of(request.app), runtime(request), _catalog(request)
-    f = Filters()
-    pages: dict[str, Callable[[Any, Any, Filters], dict[str, Any]]] = {
-        "overview": compute.overview, "surveys": compute.surveys,
-        **{n: (lambda n: lambda ws, c, f: compute.section(ws, c, n))(n) for n in SECTIONS},
-    }
-
-    def job(name: str, fn: Callable[[Any, Any, Filters], dict[str, Any]]) -> Callable[[], object]:
-        def run() -> object:
-            def compute_it() -> dict[str, Any]:
-                with rt.workspace() as ws:
-                    return fn(ws, catalog, f)
-            return st.page(name, f.key(), compute_it)
-        return run
-
-    st.warm([job(n, fn) for n, fn in pages.items()])

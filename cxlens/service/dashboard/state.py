@@ -1,90 +1,294 @@
-"""What the dashboard keeps in one app instance: its signing secret and a cache of computed pages.
+"""What the dashboard keeps in one app instance: its signing secret and the computed views of its pages.
 
-A page's numbers depend only on the workspace's content and the filters, so they are cached by
-(workspace file stamp, page, filters): a reader clicking between pages or reloading waits for the
-engine once, and the first load after the loader writes new events recomputes. The default view of
-every page is computed in the background when someone opens the sign-in page, so the first
-signed-in pages are already warm.
+A reader should never wait for the engine. Each page's view (see `views`) is kept with the data
+version it was computed from, and a background thread keeps the wanted views current (once the
+dashboard is in use: saved views exist, or someone opened a dashboard page): the
+default view of every page, the single-filter variants of the overview and surveys pages, and
+any view a reader asked for lately. When a load changes the workspace, a view may still be shown
+for `ServiceSettings.dashboard_max_stale` seconds after the change was seen (the page says "as
+of HH:MM:SS") while the thread recomputes it; past that window a reader waits for fresh numbers.
+The surveys page is out of date at once after a write through the service (a survey answer).
+Views are saved next to the workspace, so a restarted server shows pages at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cxlens import __version__
+from cxlens.errors import CxlensError
+from cxlens.service.dashboard.filters import Filters
 from cxlens.service.dashboard.session import Signer
+from cxlens.service.dashboard.views import PAGES, LIVE, Stamp, View, build_view, data_stamp, view_filters
 
 log = logging.getLogger("cxlens.dashboard")
-CACHE_ENTRIES = 64
+
+WANTED_MAX = 48
+"""Views kept current at most: the defaults and variants, then the most recently read."""
+FORMAT = 1
+"""Version of the saved views file; another version (or another cxlens version) is ignored."""
+SAVE_EVERY = 5.0
+"""Seconds between saves of the views file while views keep changing."""
+IDLE_POLL = 1.0
+"""Seconds between checks of the workspace's data version while every view is current."""
+
+Key = tuple[str, Filters]
 
 
-def stamp(workspace: Path) -> tuple[int, int]:
-    """Changes whenever the workspace file (or its write-ahead log) is written."""
-    def mtime(p: Path) -> int:
-        try:
-            return os.stat(p).st_mtime_ns
-        except FileNotFoundError:
-            return 0
+def views_path(workspace: Path) -> Path:
+    """The saved views live next to the workspace, like the spool."""
+    return workspace.with_name(workspace.name + ".dashboard.json")
 
-    return mtime(workspace), mtime(workspace.with_name(workspace.name + ".wal"))
+
+def default_keys(segments: list[str]) -> list[Key]:
+    """What is kept current without being asked for: every page's default view, then the overview
+    and surveys by week and by quarter and for each declared segment."""
+    keys: list[Key] = [(page, Filters()) for page in PAGES]
+    for page in ("overview", "surveys"):
+        keys += [(page, Filters(grain=g)) for g in ("week", "quarter")]
+        keys += [(page, Filters(segment=s)) for s in segments]
+    return keys
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A view as one request gets it: `stale` when the workspace has changed since it was read."""
+
+    view: View
+    stale: bool
 
 
 class DashboardState:
-    """The secret sessions are signed with, and computed pages by (stamp, page, filters)."""
+    """The signing secret, the views by (page, filters), and the thread that keeps them current."""
 
-    def __init__(self, workspace: Path):
+    def __init__(self, workspace: Path, runtime: Any = None, max_stale: float = 60.0):
         self.workspace = workspace
+        self.runtime = runtime
+        self.max_stale = max_stale
         self.signer = Signer()
-        self._pages: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._views: dict[Key, View] = {}
+        self._superseded: dict[Key, float] = {}
+        """When each view's data version was first seen to be out of date (wall clock)."""
+        self._wanted: OrderedDict[Key, None] = OrderedDict()
+        self._defaults: set[Key] = set()
         self._lock = threading.Lock()
-        self._warming = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dirty = False
+        self._saved_at = 0.0
+        self._stamp: Stamp | None = None
+        self._computing: dict[Key, threading.Lock] = {}
+        self._active = threading.Event()
 
-    def page(self, name: str, key: tuple[Any, ...], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The cached result of `compute` for this page and filters at the workspace's current content."""
-        full = (stamp(self.workspace), name, *key)
-        with self._lock:
-            if full in self._pages:
-                self._pages.move_to_end(full)
-                return self._pages[full]
-        result = compute()
-        with self._lock:
-            self._pages[full] = result
-            while len(self._pages) > CACHE_ENTRIES:
-                self._pages.popitem(last=False)
-        return result
+    # -- reading ------------------------------------------------------------------------------
 
-    def warm(self, jobs: list[Callable[[], object]]) -> None:
-        """Run `jobs` once in a background thread (again only after the previous warm-up ended)."""
+    def show(self, page: str, f: Filters) -> Shown:
+        """The view of `page` under `f`: the kept one while it is within the staleness window, else
+        computed now (the reader waits). Asking for a view makes the thread keep it current."""
+        key = (page, view_filters(page, f))
+        self.activate()
+        self.observe()
+        now = time.time()
         with self._lock:
-            if self._warming:
-                return
-            self._warming = True
+            self._want(key)
+            view = self._views.get(key)
+            usable = view is not None and self._usable(key, view, now)
+        if view is not None and usable:
+            stale = key in self._superseded
+            if stale:
+                self._wake.set()
+            return Shown(view, stale)
+        view = self.compute(key, background=False)
+        return Shown(view, False)
 
-        def run() -> None:
+    def _usable(self, key: Key, view: View, now: float) -> bool:
+        if key[0] in LIVE and self.runtime is not None and view.writes != self.runtime.writes:
+            return False
+        superseded = self._superseded.get(key)
+        return superseded is None or now - superseded <= self.max_stale
+
+    def _want(self, key: Key) -> None:
+        self._wanted[key] = None
+        self._wanted.move_to_end(key)
+        while len(self._wanted) > WANTED_MAX:
+            oldest = next(k for k in self._wanted if k not in self._defaults)
+            del self._wanted[oldest]
+            self._views.pop(oldest, None)
+            self._superseded.pop(oldest, None)
+            self._computing.pop(oldest, None)
+
+    def observe(self) -> Stamp:
+        """Read the data version; views computed from another one are marked out of date from now."""
+        stamp = data_stamp(self.workspace)
+        if stamp != self._stamp:
+            now = time.time()
+            with self._lock:
+                self._stamp = stamp
+                for key, view in self._views.items():
+                    if view.stamp != stamp:
+                        self._superseded.setdefault(key, now)
+                    else:
+                        self._superseded.pop(key, None)
+            self._wake.set()
+        return stamp
+
+    # -- computing ----------------------------------------------------------------------------
+
+    def compute(self, key: Key, background: bool) -> View:
+        """Compute one view with the workspace (in the loader's child process when there is one) and
+        keep it; a caller that finds the same view being computed waits for that one instead."""
+        with self._lock:
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                view = self._views.get(key)
+                done = view is not None and view.stamp == self._stamp and self._usable(key, view, time.time())
+            if done and view is not None:
+                return view
+            page, f = key
+            if self.runtime is not None:
+                writes = self.runtime.writes
+                view = self.runtime.run(build_view, str(self.workspace), page, f, writes, background=background,
+                                        cancel=self._stop)
+            else:
+                view = build_view(str(self.workspace), page, f)
+            with self._lock:
+                old = self._views.get(key)
+                if old is None or old.as_of <= view.as_of:
+                    self._views[key] = view
+                    if view.stamp == self._stamp:
+                        self._superseded.pop(key, None)
+                    else:  # the data changed while it was computed: at some time after it was read
+                        self._superseded[key] = view.as_of
+                    self._dirty = True
+            return view
+
+    def _due(self) -> list[Key]:
+        """Wanted views that are missing or out of date: defaults first, then the longest out of date."""
+        stamp = self._stamp
+        writes = self.runtime.writes if self.runtime is not None else 0
+        with self._lock:
+            missing, old = [], []
+            for key in self._wanted:
+                view = self._views.get(key)
+                if view is None:
+                    missing.append(key)
+                elif view.stamp != stamp or (key[0] in LIVE and view.writes != writes):
+                    old.append(key)
+            old.sort(key=lambda k: (k not in self._defaults, self._superseded.get(k, 0.0)))
+            missing.sort(key=lambda k: k not in self._defaults)
+            return [*[k for k in old if k in self._defaults], *missing, *[k for k in old if k not in self._defaults]]
+
+    def status(self) -> dict[str, int]:
+        """Views kept, and wanted views missing or out of date (0 once the refresh has caught up)."""
+        self.observe()
+        return {"views": len(self._views), "due": len(self._due())}
+
+    def activate(self) -> None:
+        """Start keeping the views current (a server nobody reads the dashboard of spends nothing on it)."""
+        self._active.set()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._active.is_set():
+                self._active.wait(IDLE_POLL)
+                continue
             try:
-                for job in jobs:
-                    job()
-            except Exception:  # a warm-up failure only costs the first reader a wait
-                log.exception("warming the dashboard cache failed")
-            finally:
-                self._warming = False
+                self.observe()
+                due = self._due()
+                if due:
+                    self.compute(due[0], background=True)
+                else:
+                    self._wake.clear()
+                    self._wake.wait(IDLE_POLL)
+            except CxlensError as exc:  # e.g. a definitions file with an error: the page says so when read
+                log.warning("dashboard view not refreshed: %s", exc)
+                self._stop.wait(IDLE_POLL)
+            except Exception:  # the thread must outlive one bad view
+                log.exception("refreshing a dashboard view failed")
+                self._stop.wait(IDLE_POLL)
+            if self._dirty and time.monotonic() - self._saved_at >= SAVE_EVERY:
+                self.save()
 
-        threading.Thread(target=run, name="cxlens-dashboard-warm", daemon=True).start()
+    def start(self, segments: list[str]) -> None:
+        """Load the saved views and keep the wanted ones current: from now on when views were saved
+        (the dashboard is in use on this workspace), else from the first dashboard request."""
+        with self._lock:
+            for key in default_keys(segments):
+                self._wanted[key] = None
+                self._defaults.add(key)
+        self.load()
+        if self._views:
+            self.activate()
+        self._thread = threading.Thread(target=self._refresh_loop, name="cxlens-dashboard-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        if self._dirty:
+            self.save()
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the views next to the workspace (atomically: a crash leaves the previous file)."""
+        with self._lock:
+            views = [v.to_json() for v in self._views.values()]
+            self._dirty = False
+        self._saved_at = time.monotonic()
+        path = views_path(self.workspace)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"format": FORMAT, "cxlens": __version__, "views": views}), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("dashboard views not saved to %s: %s", path, exc)
+
+    def load(self) -> None:
+        """Take the views a previous run saved; one whose data version is not the current one counts
+        as out of date from now (it is shown within the window while it is recomputed)."""
+        path = views_path(self.workspace)
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("format") != FORMAT or saved.get("cxlens") != __version__:
+                return
+            views = [View.from_json(d) for d in saved["views"]]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the saved dashboard views in %s: %s", path, exc)
+            return
+        writes = self.runtime.writes if self.runtime is not None else 0
+        with self._lock:
+            for v in views:
+                key = (v.page, v.filters)
+                self._views[key] = View(v.page, v.filters, v.html, v.html_pii, v.stamp, v.as_of, v.seconds, writes)
+                self._wanted.setdefault(key, None)
+        self._stamp = None
+        self.observe()
 
 
 def state_of(app: Any) -> DashboardState:
-    """The app's dashboard state, created on first use (the app factory knows nothing of it)."""
+    """The app's dashboard state, created on first use."""
     st = getattr(app.state, "dashboard", None)
     if st is None:
         with _create_lock:
             st = getattr(app.state, "dashboard", None)
             if st is None:
-                st = DashboardState(app.state.settings.workspace)
+                settings = app.state.settings
+                st = DashboardState(settings.workspace, getattr(app.state, "runtime", None),
+                                    settings.dashboard_max_stale)
                 app.state.dashboard = st
     return st
 

@@ -1,0 +1,139 @@
+"""A computed dashboard page: its main HTML, rendered once from the workspace at one data version.
+
+A view is what the page cache keeps, persists next to the workspace and refreshes in the
+background (see `state`): the numbers and the figures rendered into HTML, plus the data version
+(`data_stamp`) and the time it was read. Rendering here, not per request, makes a cached page cost
+only the layout around it, and lets the loader's child process do all of the work (`build_view`
+is a module-level function so it can run there).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from cxlens.service.dashboard.filters import FIELDS, Filters
+
+Stamp = tuple[int, int, int]
+
+SECTIONS: dict[str, str] = {"experiments": "Experiments", "value": "Customer value", "journeys": "Journeys",
+                            "attribution": "Attribution"}
+PAGES: tuple[str, ...] = ("overview", "surveys", *SECTIONS)
+"""Pages whose content is computed from the workspace (customers is a live lookup)."""
+FILTERED: frozenset[str] = frozenset({"overview", "surveys"})
+"""Pages the filters apply to; the sections are the report's whole-workspace analyses."""
+LIVE: frozenset[str] = frozenset({"surveys"})
+"""Pages a write through the service (a survey answer) makes out of date at once, whatever the
+staleness window: an answer given on the survey page shows on the surveys page right away."""
+
+
+def _masked_emails(text: str) -> str:
+    """Email addresses inside free text (survey comments) as `a***@example.com`."""
+    from cxlens.service.routes.read import EMAIL, mask
+
+    return EMAIL.sub(lambda m: mask(m.group(0)), text)
+
+
+env = Environment(
+    loader=ChoiceLoader([PackageLoader("cxlens.service.dashboard", "templates"),
+                         PackageLoader("cxlens.report", "templates")]),  # the report's sections and macros
+    autoescape=select_autoescape(["html", "j2"], default_for_string=True), undefined=StrictUndefined,
+    trim_blocks=True, lstrip_blocks=True,
+)
+env.filters["masked"] = _masked_emails
+
+
+def data_stamp(workspace: Path) -> Stamp:
+    """Changes whenever the workspace file, its write-ahead log or its definitions file is written."""
+    from cxlens.semantic.registry import definitions_path
+
+    def mtime(p: Path | None) -> int:
+        try:
+            return os.stat(p).st_mtime_ns if p is not None else 0
+        except FileNotFoundError:
+            return 0
+
+    return mtime(workspace), mtime(workspace.with_name(workspace.name + ".wal")), mtime(definitions_path(workspace))
+
+
+def view_filters(page: str, f: Filters) -> Filters:
+    """The filters a page's content depends on: none for the sections, so one view serves every filter."""
+    return f if page in FILTERED else Filters()
+
+
+@dataclass(frozen=True)
+class View:
+    """One page's main HTML at one data version (`html_pii` when it shows raw emails to pii keys)."""
+
+    page: str
+    filters: Filters
+    html: str
+    html_pii: str | None
+    stamp: Stamp
+    as_of: float
+    """Wall-clock time (epoch seconds) the data was read."""
+    seconds: float
+    """How long the computation took."""
+    writes: int = 0
+    """The service's count of its own writes when the data was read (see `LIVE`)."""
+
+    def body(self, pii: bool) -> str:
+        return self.html_pii if pii and self.html_pii is not None else self.html
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["filters"] = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in d["filters"].items()}
+        d["stamp"] = list(self.stamp)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> View:
+        f = d["filters"]
+        filters = Filters(**{k: (date.fromisoformat(f[k]) if k in ("since", "until") and f[k] else f[k]) for k in FIELDS})
+        return cls(page=str(d["page"]), filters=filters, html=str(d["html"]), html_pii=d["html_pii"],
+                   stamp=tuple(int(x) for x in d["stamp"]), as_of=float(d["as_of"]),  # type: ignore[arg-type]
+                   seconds=float(d["seconds"]), writes=int(d.get("writes", 0)))
+
+
+def _content(page: str) -> tuple[str, Callable[[Any, Any, Filters], dict[str, Any]]]:
+    """(body template, compute function) of a page."""
+    from cxlens.service.dashboard import compute
+
+    if page == "overview":
+        return "overview.html.j2", compute.overview
+    if page == "surveys":
+        return "surveys.html.j2", compute.surveys
+    if page in SECTIONS:
+        return "section.html.j2", lambda ws, catalog, f: {**compute.section(ws, catalog, page),
+                                                          "section": f"sections/{page}.html.j2"}
+    raise ValueError(f"no dashboard page {page!r}")
+
+
+def build_view(workspace: str, page: str, filters: Filters, writes: int = 0) -> View:
+    """Compute and render one page from the workspace (the caller holds the service's workspace lock).
+
+    Runs in the loader's child process when there is one: the engine work and the Python work
+    (tiles, figures, rendering) then never hold the GIL the server's requests need.
+    """
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_path
+    from cxlens.workspace import Workspace
+
+    path = Path(workspace)
+    stamp = data_stamp(path)
+    as_of, started = time.time(), time.perf_counter()
+    template, compute_page = _content(page)
+    catalog = Catalog.load(definitions_path(path))
+    with Workspace.open(path) as ws:
+        result = compute_page(ws, catalog, filters)
+    context = {"filters": filters, "segments": catalog.segments, **result}
+    html = env.get_template(template).render(pii=False, **context)
+    html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
+    return View(page, filters, html, html_pii, stamp, as_of, round(time.perf_counter() - started, 3), writes)
