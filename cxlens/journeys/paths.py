@@ -18,7 +18,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from cxlens.errors import UsageError
-from cxlens.journeys.touchpoints import CONVERSION, build_touchpoints
+from cxlens.journeys.touchpoints import CONVERSION, build_touchpoints, shared_touchpoints
 
 Level = Literal["channel", "stage", "touchpoint"]
 LEVELS: tuple[str, ...] = ("channel", "stage", "touchpoint")
@@ -136,7 +136,7 @@ def sankey(ws: Any, outcome: Outcome = "conversion", settings: PathSettings = Pa
 
 def path_counts(ws: Any, outcome: Outcome = "conversion", settings: PathSettings = PathSettings()) -> dict[str, Any]:
     """Everything the CLI and the report show about paths to one outcome."""
-    with build_touchpoints(ws).cache() as tp:
+    with shared_touchpoints(ws) as tp:
         return {"outcome": outcome, "level": settings.level, "lookback_days": settings.lookback_days,
                 "max_steps": settings.max_steps, "paths": top_paths(ws, outcome, settings, touchpoints=tp),
                 "sankey": sankey(ws, outcome, settings, touchpoints=tp)}

@@ -10,6 +10,8 @@ source gives none) and contacts keep their case.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import ibis
@@ -123,6 +125,29 @@ _BUILDERS = {"events": ("events", _events), "orders": ("orders", _orders), "inte
              "surveys": ("survey_responses", _surveys)}
 
 
+_SHARED: dict[int, ir.Table] = {}
+"""Touchpoint tables cached in the engine for the duration of `shared_touchpoints`, by id(ws)."""
+
+
+@contextmanager
+def shared_touchpoints(ws: Any) -> Iterator[ir.Table]:
+    """Build every source's touchpoints once, in the engine, for everything run inside the block.
+
+    Paths to conversion and to churn, the funnel and the journey map each start from the
+    touchpoints, whose sessions are the costly part; inside this block `build_touchpoints(ws)`
+    returns the one cached table instead of building it again (or, uncached, once per query).
+    """
+    if id(ws) in _SHARED:
+        yield _SHARED[id(ws)]
+        return
+    with build_touchpoints(ws).cache() as tp:
+        _SHARED[id(ws)] = tp
+        try:
+            yield tp
+        finally:
+            _SHARED.pop(id(ws), None)
+
+
 def build_touchpoints(ws: Any, sources: tuple[str, ...] = SOURCES) -> ir.Table:
     """One row per touchpoint of every resolved profile (COLUMNS), across the given sources.
 
@@ -131,6 +156,8 @@ def build_touchpoints(ws: Any, sources: tuple[str, ...] = SOURCES) -> ir.Table:
     give it (`~visitor:n`), and a contact's case_id is `source:case_id` (the contact alone when it
     names no case), so sub-journeys never mix two sources' ids.
     """
+    if sources == SOURCES and id(ws) in _SHARED:
+        return _SHARED[id(ws)]
     have = set(ws.backend.tables())
     parts = []
     for name in sources:

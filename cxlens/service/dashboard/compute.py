@@ -57,11 +57,13 @@ class Metrics:
     currency: str = ""
 
 
-def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) -> Metrics:
+def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
+                  measurer: Measurer | None = None) -> Metrics:
     """One tile per metric: the metric by the filters' grain, dates and segment, and cut to the channel.
 
     A metric that cannot be broken down by channel gets a tile saying so when a channel is chosen,
-    rather than an unfiltered value that would look filtered.
+    rather than an unfiltered value that would look filtered. A `measurer` given by the caller is
+    kept open: views computed together share its derived sources (sessions, cases).
     """
     span = data_span(ws, f.since, f.until)
     left_out = span.trailing_partial(f.grain) if span is not None else None
@@ -74,7 +76,9 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) 
             cuts[mid] = tuple(m.share_over[:1])
         elif not m.share_over and "channel" in catalog.dimensions_for(m):
             cuts[mid] = ("channel",)
-    with Measurer(ws, catalog) as measurer:
+    own = measurer is None
+    measurer = Measurer(ws, catalog) if measurer is None else measurer
+    try:
         frames = _measure_together(measurer, cuts, f) if span is not None else {}
         for mid in metric_ids:
             m = catalog.metrics[mid]
@@ -97,6 +101,9 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters) 
             series[mid] = frame
             group = m.share_over[0] if m.share_over and not f.channel else None
             tiles[mid] = tile_from_series(m, frame, f.grain, span, group)
+    finally:
+        if own:
+            measurer.close()
     return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
 
 
@@ -124,9 +131,9 @@ def _span_text(metrics: Metrics, grain: str) -> dict[str, str]:
     }
 
 
-def overview(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:
+def overview(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | None = None) -> dict[str, Any]:
     """Headline tiles with trends, then every metric as a leading or lagging tile."""
-    metrics = measure_tiles(ws, catalog, list(catalog.metrics), f)
+    metrics = measure_tiles(ws, catalog, list(catalog.metrics), f, measurer)
     headline = [metrics.tiles[m] for m in HEADLINE if m in metrics.tiles]
     trends = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in headline if len(t.points) >= 2]
     return {"headline": [tile_view(t, metrics.currency) for t in headline],
@@ -134,10 +141,10 @@ def overview(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:
             **_span_text(metrics, f.grain)}
 
 
-def surveys(ws: Any, catalog: Catalog, f: Filters) -> dict[str, Any]:
+def surveys(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | None = None) -> dict[str, Any]:
     """NPS, CSAT and CES tiles and trends, the promoter/passive/detractor mix and the latest comments."""
     ids = [m for m in SURVEY_METRICS if m in catalog.metrics]
-    metrics = measure_tiles(ws, catalog, ids, f)
+    metrics = measure_tiles(ws, catalog, ids, f, measurer)
     tiles = [metrics.tiles[m] for m in ids]
     figures = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in tiles
                if t.metric.id in ("nps", "csat", "ces") and len(t.points) >= 2]
@@ -206,7 +213,10 @@ def section(ws: Any, catalog: Catalog, name: str) -> dict[str, Any]:
         data.value = summarize_value(ws, currency, catalog)
         figures["value"] = value_figures(data.value, currency, embed)
     elif name == "journeys":
-        data.journeys = summarize_journeys(ws)
+        from cxlens.journeys import shared_touchpoints
+
+        with shared_touchpoints(ws):  # paths, funnel and map start from the same touchpoints
+            data.journeys = summarize_journeys(ws)
         figures["journeys"] = journeys_figures(data.journeys, embed)
     elif name == "attribution":
         data.attribution = summarize_attribution(ws, currency)
