@@ -2,12 +2,15 @@
 
 Sign-in (wrong, write and revoked keys), the session cookie's flags, CSRF on every form, security
 headers, Plotly served from the package, hostile query strings, and filtered KPI tiles checked
-against pandas on the workspace's own orders table.
+against pandas on the workspace's own orders table; the kept views: equal to a fresh computation,
+shown only within the staleness window, saved for the next start, and a survey answer at once.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 from conftest import run_cli
-from test_service_helpers import Server
+from test_service_helpers import Server, bearer
 
 from cxlens import Workspace
 from cxlens.service.keys import create_key
@@ -237,3 +240,102 @@ def test_customer_search_shows_the_profile_masked_without_pii(dashboard_env: dic
         assert email in pii.get("/dashboard/customers", params={"q": email}).text
     missing = reader.get("/dashboard/customers", params={"q": "nobody@example.invalid"})
     assert missing.status_code == 200 and "No profile matches" in missing.text
+
+
+# -- kept views: what the background refresh keeps equals a fresh computation, staleness is bounded
+
+
+def tiles(html: str) -> dict[str, tuple[str, float]]:
+    """Every KPI tile's (period, value) by metric (a metric shown twice, headline and section, agrees)."""
+    return {m: (p, float(v)) for m, p, v in
+            re.findall(r'data-metric="([^"]+)"\s+data-period="([^"]+)" data-value="([^"]+)"', html)}
+
+
+def test_a_kept_view_equals_a_fresh_computation(dashboard_env: dict, reader: httpx.Client) -> None:
+    """The overview a reader gets (kept by the server, computed in its loader process) against the
+    same page computed here from the workspace file; the values agree to the last few digits
+    (the engine's parallel sums may round differently), and the revenue tile also against pandas."""
+    from cxlens.service.dashboard.filters import Filters
+    from cxlens.service.dashboard.views import build_view
+
+    for params in ({}, {"grain": "quarter"}):
+        page = reader.get("/dashboard/", params=params)
+        assert page.status_code == 200 and re.search(r'data-as-of="[0-9T:+-]+"', page.text)
+        assert re.search(r"As of \d\d:\d\d:\d\d UTC", page.text)
+        kept = tiles(page.text)
+        fresh = tiles(build_view(str(dashboard_env["ws"]), "overview", Filters(**params)).html)
+        assert len(kept) > 20 and kept.keys() == fresh.keys()
+        for metric, (period, value) in kept.items():
+            assert period == fresh[metric][0], metric
+            assert value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
+    period, value = tiles(reader.get("/dashboard/").text)["revenue"]
+    start = date.fromisoformat(period)
+    assert value == pytest.approx(valid_revenue(dashboard_env["orders"], start, month_end(start)))
+
+
+def _copy_workspace(env: dict, root: Path) -> Path:
+    ws = root / "cxlens.duckdb"
+    shutil.copy2(env["ws"], ws)
+    defs = env["ws"].with_name(env["ws"].stem + ".metrics.yml")
+    if defs.exists():
+        shutil.copy2(defs, ws.with_name(ws.stem + ".metrics.yml"))
+    return ws
+
+
+def test_a_kept_view_is_shown_only_within_the_staleness_window(dashboard_env: dict, tmp_path: Path) -> None:
+    """No refresh thread here: after the workspace changes, the kept view is shown (marked stale)
+    for max_stale seconds, then the reader gets the new numbers, as pandas computes them."""
+    from cxlens.service.dashboard.filters import Filters
+    from cxlens.service.dashboard.state import DashboardState
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    state = DashboardState(ws, runtime=None, max_stale=2.0)
+    first = state.show("overview", Filters())
+    assert not first.stale
+    period, before = tiles(first.view.html)["revenue"]
+    start = date.fromisoformat(period)
+    con = duckdb.connect(str(ws))
+    try:
+        con.execute("""INSERT INTO orders SELECT * REPLACE ('dash-extra' AS order_id, 'dash-extra' AS record_key,
+                       1000.0 AS revenue, 'completed' AS status) FROM orders
+                       WHERE ordered_at::DATE BETWEEN ? AND ? AND status = 'completed' AND profile_id IS NOT NULL
+                       LIMIT 1""", [start, month_end(start)])
+        orders = con.sql("SELECT ordered_at, revenue, status, channel FROM orders").df()
+    finally:
+        con.close()
+    changed = time.monotonic()
+    kept = state.show("overview", Filters())
+    assert kept.stale and kept.view is first.view
+    assert tiles(kept.view.html)["revenue"] == (period, before)
+    time.sleep(max(0.0, 2.0 - (time.monotonic() - changed)) + 0.2)
+    fresh = state.show("overview", Filters())
+    assert not fresh.stale and fresh.view.as_of > first.view.as_of
+    assert tiles(fresh.view.html)["revenue"][0] == period
+    assert tiles(fresh.view.html)["revenue"][1] == pytest.approx(before + 1000.0)
+    assert tiles(fresh.view.html)["revenue"][1] == pytest.approx(valid_revenue(orders, start, month_end(start)))
+
+    # saved next to the workspace, the views come back current in the next run: no computation
+    state.save()
+    again = DashboardState(ws, runtime=None, max_stale=2.0)
+    again.load()
+    shown = again.show("overview", Filters())
+    assert not shown.stale and shown.view.as_of == fresh.view.as_of and shown.view.html == fresh.view.html
+
+
+def test_a_survey_answer_shows_on_the_surveys_page_at_once(dashboard_env: dict, reader: httpx.Client) -> None:
+    """The surveys page is kept too, but a write through the service (an answer) outdates it at once."""
+    env = dashboard_env
+    reader.get("/dashboard/surveys")  # kept from here on
+    r = httpx.post(env["url"] + "/v1/surveys", headers=bearer(env["keys"]["admin"]), timeout=60,
+                   json={"survey_type": "csat", "survey_id": "csat-dash-live", "touchpoint": "delivery"})
+    assert r.status_code == 201, r.text
+    cli = run_cli("surveys", "link", "csat-dash-live", "--customer", "dash-c2", "--base-url", env["url"],
+                  "--format", "json", workspace=env["ws"])
+    assert cli.returncode == 0, cli.stderr
+    token = json.loads(cli.stdout)["token"]
+    comment = f"Parcel came early {time.time_ns()}"
+    answer = httpx.post(env["url"] + "/v1/surveys/csat-dash-live/responses", timeout=60,
+                        json={"token": token, "score": 5, "comment": comment})
+    assert answer.status_code == 201, answer.text
+    page = reader.get("/dashboard/surveys")
+    assert comment in page.text and 'data-stale="1"' not in page.text

@@ -26,7 +26,7 @@ from cxlens import __version__
 from cxlens.errors import CxlensError
 from cxlens.service.dashboard.filters import Filters
 from cxlens.service.dashboard.session import Signer
-from cxlens.service.dashboard.views import PAGES, LIVE, Stamp, View, build_view, data_stamp, view_filters
+from cxlens.service.dashboard.views import FILTERED, LIVE, PAGES, Stamp, View, build_views, data_stamp, view_filters
 
 log = logging.getLogger("cxlens.dashboard")
 
@@ -36,6 +36,8 @@ FORMAT = 1
 """Version of the saved views file; another version (or another cxlens version) is ignored."""
 SAVE_EVERY = 5.0
 """Seconds between saves of the views file while views keep changing."""
+BATCH_SECONDS = 8.0
+"""A background refresh starts no further view after this long, so loads and readers get the workspace."""
 IDLE_POLL = 1.0
 """Seconds between checks of the workspace's data version while every view is current."""
 
@@ -106,8 +108,7 @@ class DashboardState:
             if stale:
                 self._wake.set()
             return Shown(view, stale)
-        view = self.compute(key, background=False)
-        return Shown(view, False)
+        return Shown(self.compute(key), False)
 
     def _usable(self, key: Key, view: View, now: float) -> bool:
         if key[0] in LIVE and self.runtime is not None and view.writes != self.runtime.writes:
@@ -142,34 +143,48 @@ class DashboardState:
 
     # -- computing ----------------------------------------------------------------------------
 
-    def compute(self, key: Key, background: bool) -> View:
-        """Compute one view with the workspace (in the loader's child process when there is one) and
-        keep it; a caller that finds the same view being computed waits for that one instead."""
+    def compute(self, key: Key) -> View:
+        """Compute one view now for a waiting reader (in the loader's child process when there is one)
+        and keep it; a reader who finds the same view being computed waits for that one instead."""
         with self._lock:
             key_lock = self._computing.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 view = self._views.get(key)
-                done = view is not None and view.stamp == self._stamp and self._usable(key, view, time.time())
-            if done and view is not None:
-                return view
-            page, f = key
-            if self.runtime is not None:
-                writes = self.runtime.writes
-                view = self.runtime.run(build_view, str(self.workspace), page, f, writes, background=background,
-                                        cancel=self._stop)
-            else:
-                view = build_view(str(self.workspace), page, f)
-            with self._lock:
+                if view is not None and view.stamp == self._stamp and self._usable(key, view, time.time()):
+                    return view
+            return self._run([key], background=False)[0]
+
+    def _run(self, keys: list[Key], background: bool) -> list[View]:
+        if self.runtime is not None:
+            views = self.runtime.run(build_views, str(self.workspace), keys, self.runtime.writes,
+                                     BATCH_SECONDS if background else float("inf"), background=background,
+                                     cancel=self._stop)
+        else:
+            views = build_views(str(self.workspace), keys)
+        with self._lock:
+            for view in views:
+                key = (view.page, view.filters)
                 old = self._views.get(key)
-                if old is None or old.as_of <= view.as_of:
-                    self._views[key] = view
-                    if view.stamp == self._stamp:
-                        self._superseded.pop(key, None)
-                    else:  # the data changed while it was computed: at some time after it was read
-                        self._superseded[key] = view.as_of
-                    self._dirty = True
-            return view
+                if old is not None and old.as_of > view.as_of:
+                    continue
+                self._views[key] = view
+                if view.stamp == self._stamp:
+                    self._superseded.pop(key, None)
+                else:  # the data changed while it was computed: at some time after it was read
+                    self._superseded[key] = view.as_of
+                self._dirty = True
+        return views
+
+    def _refresh(self, due: list[Key]) -> None:
+        """Recompute the first due view, with the due views of the other filtered pages after it
+        (they share the engine's derived sources) as far as BATCH_SECONDS allows."""
+        batch = [due[0]]
+        if due[0][0] in FILTERED:
+            batch += [k for k in due[1:] if k[0] in FILTERED]
+        views = self._run(batch, background=True)
+        for v in views:
+            log.info("dashboard view %s%s computed in %.1f s", v.page, v.filters.query(), v.seconds)
 
     def _due(self) -> list[Key]:
         """Wanted views that are missing or out of date: defaults first, then the longest out of date."""
@@ -205,7 +220,7 @@ class DashboardState:
                 self.observe()
                 due = self._due()
                 if due:
-                    self.compute(due[0], background=True)
+                    self._refresh(due)
                 else:
                     self._wake.clear()
                     self._wake.wait(IDLE_POLL)

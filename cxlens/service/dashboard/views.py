@@ -3,7 +3,7 @@
 A view is what the page cache keeps, persists next to the workspace and refreshes in the
 background (see `state`): the numbers and the figures rendered into HTML, plus the data version
 (`data_stamp`) and the time it was read. Rendering here, not per request, makes a cached page cost
-only the layout around it, and lets the loader's child process do all of the work (`build_view`
+only the layout around it, and lets the loader's child process do all of the work (`build_views`
 is a module-level function so it can run there).
 """
 
@@ -102,8 +102,8 @@ class View:
                    seconds=float(d["seconds"]), writes=int(d.get("writes", 0)))
 
 
-def _content(page: str) -> tuple[str, Callable[[Any, Any, Filters], dict[str, Any]]]:
-    """(body template, compute function) of a page."""
+def _content(page: str) -> tuple[str, Callable[..., dict[str, Any]]]:
+    """(body template, compute function(ws, catalog, filters, measurer)) of a page."""
     from cxlens.service.dashboard import compute
 
     if page == "overview":
@@ -111,29 +111,43 @@ def _content(page: str) -> tuple[str, Callable[[Any, Any, Filters], dict[str, An
     if page == "surveys":
         return "surveys.html.j2", compute.surveys
     if page in SECTIONS:
-        return "section.html.j2", lambda ws, catalog, f: {**compute.section(ws, catalog, page),
-                                                          "section": f"sections/{page}.html.j2"}
+        return "section.html.j2", lambda ws, catalog, f, measurer: {**compute.section(ws, catalog, page),
+                                                                    "section": f"sections/{page}.html.j2"}
     raise ValueError(f"no dashboard page {page!r}")
 
 
-def build_view(workspace: str, page: str, filters: Filters, writes: int = 0) -> View:
-    """Compute and render one page from the workspace (the caller holds the service's workspace lock).
+def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0,
+                budget: float = float("inf")) -> list[View]:
+    """Compute and render pages from the workspace (the caller holds the service's workspace lock).
 
-    Runs in the loader's child process when there is one: the engine work and the Python work
-    (tiles, figures, rendering) then never hold the GIL the server's requests need.
+    Views computed together share one measurer, so the overview by week, by quarter and for each
+    segment build the derived sources (sessions, cases) once; after `budget` seconds no further
+    view is started (the first always is), so the workspace is not held for long. Runs in the
+    loader's child process when there is one: the engine work and the Python work (tiles,
+    figures, rendering) then never hold the GIL the server's requests need.
     """
-    from cxlens.semantic import Catalog
+    from cxlens.semantic import Catalog, Measurer
     from cxlens.semantic.registry import definitions_path
     from cxlens.workspace import Workspace
 
     path = Path(workspace)
     stamp = data_stamp(path)
     as_of, started = time.time(), time.perf_counter()
-    template, compute_page = _content(page)
     catalog = Catalog.load(definitions_path(path))
-    with Workspace.open(path) as ws:
-        result = compute_page(ws, catalog, filters)
-    context = {"filters": filters, "segments": catalog.segments, **result}
-    html = env.get_template(template).render(pii=False, **context)
-    html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
-    return View(page, filters, html, html_pii, stamp, as_of, round(time.perf_counter() - started, 3), writes)
+    views: list[View] = []
+    with Workspace.open(path) as ws, Measurer(ws, catalog) as measurer:
+        for page, f in keys:
+            if views and time.perf_counter() - started > budget:
+                break
+            began = time.perf_counter()
+            template, compute_page = _content(page)
+            context = {"filters": f, "segments": catalog.segments, **compute_page(ws, catalog, f, measurer)}
+            html = env.get_template(template).render(pii=False, **context)
+            html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
+            views.append(View(page, f, html, html_pii, stamp, as_of, round(time.perf_counter() - began, 3), writes))
+    return views
+
+
+def build_view(workspace: str, page: str, filters: Filters, writes: int = 0) -> View:
+    """One page's view (see `build_views`)."""
+    return build_views(workspace, [(page, filters)], writes)[0]
