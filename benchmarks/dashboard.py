@@ -197,6 +197,12 @@ def main() -> None:
         client.close()
         server.stop()
 
+        saved = json.loads(ws.with_name(ws.name + ".dashboard.json").read_text())["views"]
+        print("\ncomputation time of each kept view (its last refresh, in the loader's process):")
+        for v in saved:
+            f = "&".join(f"{k}={val}" for k, val in v["filters"].items() if val and not (k == "grain" and val == "month"))
+            print(f"  {v['page']:<12} {f:<40} {v['seconds']:6.2f} s")
+
         by_when: dict[str, float] = {}
         for r in rows:
             group = r["when"].split(" (")[0] if r["when"].startswith("filter") else r["when"]

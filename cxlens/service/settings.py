@@ -55,10 +55,12 @@ class ServiceSettings:
     """Seconds a key lookup is cached: a revoked key stops working within this time."""
     retry_after: int = 5
     """Seconds a 503 asks clients to wait."""
-    dashboard_max_stale: float = 60.0
+    dashboard_max_stale: float = 120.0
     """Seconds a dashboard page may go on showing its last computed view after the workspace
     changed (the page says "as of HH:MM:SS") while it is recomputed in the background; past this a
-    reader waits for fresh numbers. The surveys page is recomputed at once after a survey answer."""
+    reader waits for fresh numbers. It must outlast a refresh of every kept view (about a minute
+    on the demo workspace on 2 cores), or readers wait while collection keeps changing the data.
+    The surveys page is recomputed at once after a survey answer."""
 
     def __post_init__(self) -> None:
         for name in ("max_events", "max_body_bytes", "backlog_limit", "load_batch", "load_threads", "retry_after"):

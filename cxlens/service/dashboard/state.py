@@ -70,11 +70,13 @@ class Shown:
 class DashboardState:
     """The signing secret, the views by (page, filters), and the thread that keeps them current."""
 
-    def __init__(self, workspace: Path, runtime: Any = None, max_stale: float = 60.0):
+    def __init__(self, workspace: Path, runtime: Any = None, max_stale: float = 120.0):
         self.workspace = workspace
         self.runtime = runtime
         self.max_stale = max_stale
         self.signer = Signer()
+        self.catalog: tuple[Any, Any] | None = None
+        """The definitions file's (mtime, size) and the catalogue loaded from it (see pages._catalog)."""
         self._views: dict[Key, View] = {}
         self._superseded: dict[Key, float] = {}
         """When each view's data version was first seen to be out of date (wall clock)."""
@@ -187,20 +189,23 @@ class DashboardState:
             log.info("dashboard view %s%s computed in %.1f s", v.page, v.filters.query(), v.seconds)
 
     def _due(self) -> list[Key]:
-        """Wanted views that are missing or out of date: defaults first, then the longest out of date."""
+        """Wanted views that are missing or out of date: every page's default view first, then the
+        variants kept without being asked for, then the views readers asked for; the longest out of
+        date first within each."""
         stamp = self._stamp
         writes = self.runtime.writes if self.runtime is not None else 0
         with self._lock:
-            missing, old = [], []
+            due = []
             for key in self._wanted:
                 view = self._views.get(key)
-                if view is None:
-                    missing.append(key)
-                elif view.stamp != stamp or (key[0] in LIVE and view.writes != writes):
-                    old.append(key)
-            old.sort(key=lambda k: (k not in self._defaults, self._superseded.get(k, 0.0)))
-            missing.sort(key=lambda k: k not in self._defaults)
-            return [*[k for k in old if k in self._defaults], *missing, *[k for k in old if k not in self._defaults]]
+                if view is None or view.stamp != stamp or (key[0] in LIVE and view.writes != writes):
+                    due.append(key)
+
+            def rank(k: Key) -> tuple[int, float]:
+                tier = (0 if k[1] == Filters() else 1) if k in self._defaults else 2
+                return tier, self._superseded.get(k, 0.0)
+
+            return sorted(due, key=rank)
 
     def status(self) -> dict[str, int]:
         """Views kept, and wanted views missing or out of date (0 once the refresh has caught up)."""
