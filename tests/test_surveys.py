@@ -256,7 +256,8 @@ def test_answers_by_form_and_json_are_stored_once_and_reach_the_nps_metric(env: 
                        "WHERE json_extract_string(attributes, '$.survey_id') = 'nps-web' ORDER BY customer_id")
     assert [(r[0], r[1]) for r in rows] == [("c30", 10.0), ("c31", 9.0), ("c32", 6.0), ("c33", 8.0), ("c34", 0.0)]
     assert rows[0][2:6] == ("Great checkout", "web", "checkout", SOURCE)
-    assert all(r[6] for r in rows)
+    # c30-c34 are new to the identity graph: stored at once, given a profile by the next resolution
+    assert not any(r[6] for r in rows)
     listed = httpx.get(env["url"] + "/v1/surveys/nps-web/responses", headers=bearer(env["keys"]["read"]), timeout=30).json()
     assert sorted(r["score"] for r in listed["responses"]) == [0, 6, 8, 9, 10]
 
@@ -267,7 +268,12 @@ def test_answers_by_form_and_json_are_stored_once_and_reach_the_nps_metric(env: 
     expected = 100 * ((scores >= 9).mean() - (scores <= 6).mean())
     assert row["n"] == len(scores)
     assert row["value"] == pytest.approx(expected)
-    assert seconds < 30
+    assert seconds < 5  # resolving inside the answer took 7-10 s on the demo workspace
+
+    assert run_cli("identity", "resolve", workspace=env["ws"]).returncode == 0
+    profiled = stored(env, "SELECT customer_id, profile_id FROM survey_responses "
+                           "WHERE json_extract_string(attributes, '$.survey_id') = 'nps-web'")
+    assert len(profiled) == 5 and all(p for _, p in profiled) and len({p for _, p in profiled}) == 5
 
 
 def test_out_of_scale_scores_and_oversize_comments_are_refused_naming_the_field(env: dict) -> None:
@@ -362,16 +368,18 @@ def test_invitation_rules_match_pandas_and_never_duplicate(env: dict) -> None:
     page = httpx.get(c1["url"], timeout=30)
     assert page.status_code == 200 and case["question"] in page.text
     token = c1["url"].split("t=", 1)[1]
+    pending = "SELECT count(*) FROM sources WHERE NOT coalesce(resolved, false)"
+    [(pending_before,)] = stored(env, pending)
     assert answer_form(env, "nps-support", token, "9", "quick fix").status_code == 200
     NPS_SCORES.append(9)
     [(profile, source)] = stored(env, "SELECT profile_id, source FROM survey_responses WHERE customer_id = 'c1'")
     assert source == SOURCE
     assert stored(env, "SELECT DISTINCT profile_id FROM interactions WHERE customer_id = 'c1'") == [(profile,)]
     # a known customer's answer took its profile from the graph; the next resolution agrees and records it
-    assert stored(env, "SELECT count(*) FROM sources WHERE NOT coalesce(resolved, false)") == [(1,)]
+    assert stored(env, pending) == [(pending_before + 1,)]
     assert run_cli("identity", "resolve", workspace=env["ws"]).returncode == 0
     assert stored(env, "SELECT profile_id FROM survey_responses WHERE customer_id = 'c1'") == [(profile,)]
-    assert stored(env, "SELECT count(*) FROM sources WHERE NOT coalesce(resolved, false)") == [(0,)]
+    assert stored(env, pending) == [(0,)]
 
 
 def test_docs_surveys_python_example_runs_and_prints_what_it_says() -> None:

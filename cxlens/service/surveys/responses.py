@@ -1,10 +1,12 @@
 """Storing and reading survey answers in the canonical `survey_responses` table.
 
 An answer is written as a one-row file through the ordinary file ingest (validated, keyed by
-response_id per source, one DuckDB transaction) and gets its profile_id at once: looked up when
-the identity graph knows the customer, else resolved in the ingest's transaction,
-so the `nps`, `csat` and `ces` metrics see it like any imported answer, and a second answer with
-the same link is a duplicate. The `profiles` summary table is not rebuilt per answer (that takes
+response_id per source, one DuckDB transaction), so the `nps`, `csat` and `ces` metrics see it
+like any imported answer and a second answer with the same link is a duplicate. Its profile_id
+is looked up at once when the identity graph knows the customer; a customer it does not know yet
+gets one at the next identity resolution (the next spool load, ingest or `cxlens identity
+resolve`): resolving inside the answer took 7-10 s on the demo workspace, with the customer
+waiting on the page and the workspace busy for everyone. The `profiles` summary table is not rebuilt per answer (that takes
 seconds on a large workspace, far too long for a tap); the next ingest or spool load rebuilds it.
 The survey id travels in the row's `attributes` (the canonical table has no column for it).
 """
@@ -62,7 +64,9 @@ def record_response(ws: Workspace, survey: Survey, grant: Grant, score: Any, com
     try:
         source = grant.source or default_source
         profile_id = known_profile(ws, source, grant.customer_id)
-        result = ingest_file(ws, "survey_responses", path, source=source, format="ndjson", resolve=profile_id is None)
+        # Never resolved here: the ingest stays pending (also for a known customer, so the next
+        # resolution records the answer's edge in the identity graph).
+        result = ingest_file(ws, "survey_responses", path, source=source, format="ndjson", resolve=False)
         if profile_id is not None and result.rows_loaded:
             ws.sql("UPDATE survey_responses SET profile_id = ? WHERE source = ? AND response_id = ? AND profile_id IS NULL",
                    [profile_id, source, grant.response_id])
@@ -79,7 +83,7 @@ def known_profile(ws: Workspace, source: str, customer_id: str) -> str | None:
 
     Resolving one row through the identity engine takes seconds on a large workspace (it
     recompiles and rewrites its scratch tables); a customer the graph knows needs only this
-    lookup, and the answer's ingest stays pending so the next resolution records its edge."""
+    lookup."""
     if "identity_keys" not in ws.backend.tables():
         return None
     rows = ws.sql("SELECT DISTINCT profile_id FROM identity_keys WHERE key = ? AND profile_id IS NOT NULL",
