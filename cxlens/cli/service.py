@@ -39,6 +39,7 @@ def serve_command(
     backlog_limit: Annotated[int, typer.Option("--backlog-limit", min=1, help="Spooled events above which collection answers 503.")] = 200_000,
     load_threads: Annotated[int | None, typer.Option("--load-threads", min=1, help="DuckDB threads a load may use (default: all cores but one, at least 1).", show_default=False)] = None,
     seen_days: Annotated[float, typer.Option("--seen-days", min=0.00001, help="Days an event_id is remembered to answer a resend as a duplicate (a later resend is still stored once).")] = 7.0,
+    cors_origin: Annotated[list[str] | None, typer.Option("--cors-origin", help="An origin (https://shop.example.com) whose web pages may send events, identify calls and survey answers straight to the service; repeat for more, `*` for any. Reading never answers other origins.", show_default=False)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the HTTP service: event collection, the read API and OpenAPI docs at /docs.
@@ -53,6 +54,8 @@ def serve_command(
 
       cxlens --workspace shop.duckdb serve --port 8000
 
+      cxlens serve --cors-origin https://shop.example.com
+
       curl -H "Authorization: Bearer $KEY" localhost:8000/v1/metrics
     """
     import logging
@@ -60,13 +63,15 @@ def serve_command(
     import uvicorn
 
     from cxlens.service import ServiceSettings, create_app
+    from cxlens.service.cors import check_origins
     from cxlens.workspace import Workspace
 
+    origins = check_origins(cors_origin or [])
     path = _workspace_path(ctx)
     Workspace.open(path).close()  # creates and migrates it, or says why it cannot
     tuning = {"load_threads": load_threads} if load_threads else {}
     settings = ServiceSettings(workspace=path, source=source, load_interval=load_interval, backlog_limit=backlog_limit,
-                               seen_days=seen_days, **tuning)
+                               seen_days=seen_days, cors_origins=origins, **tuning)
     level = log_level.upper()
     logging.basicConfig(level=level, format="%(message)s")
     console.print(f"cxlens serve: workspace {path}, spool {settings.spool}, http://{host}:{port}/docs", highlight=False)

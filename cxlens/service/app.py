@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cxlens import __version__
 from cxlens.errors import CxlensError, NotFoundError
+from cxlens.service.cors import Cors, check_origins
 from cxlens.service.dashboard import router as dashboard_router
 from cxlens.service.dashboard.state import state_of
 from cxlens.service.runtime import Runtime
@@ -130,5 +131,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(dashboard_router)
     app.include_router(surveys.router)
+    if settings.cors_origins:
+        app.add_middleware(Cors, origins=check_origins(settings.cors_origins))
     app.add_middleware(AccessLog)
     return app

@@ -55,6 +55,9 @@ class ServiceSettings:
     """Seconds a key lookup is cached: a revoked key stops working within this time."""
     retry_after: int = 5
     """Seconds a 503 asks clients to wait."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins (https://shop.example.com, or `*`) whose web pages may call the collection endpoints
+    (events, identify, survey answers) from the browser; see cxlens.service.cors."""
     dashboard_max_stale: float = 120.0
     """Seconds a dashboard page may go on showing its last computed view after the workspace
     changed (the page says "as of HH:MM:SS") while it is recomputed in the background; past this a
