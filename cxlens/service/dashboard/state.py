@@ -38,6 +38,8 @@ SAVE_EVERY = 5.0
 """Seconds between saves of the views file while views keep changing."""
 BATCH_SECONDS = 8.0
 """A background refresh starts no further view after this long, so loads and readers get the workspace."""
+PAUSE_SECONDS = 0.2
+"""Pause after each background batch, so a waiting load or reader takes the workspace first."""
 IDLE_POLL = 1.0
 """Seconds between checks of the workspace's data version while every view is current."""
 
@@ -91,6 +93,9 @@ class DashboardState:
         self._stamp: Stamp | None = None
         self._computing: dict[Key, threading.Lock] = {}
         self._active = threading.Event()
+        self._refreshing: set[Key] = set()
+        """The views the background refresh is computing now (a reader wanting one waits for it)."""
+        self._refreshed = threading.Condition(self._lock)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -152,12 +157,26 @@ class DashboardState:
             key_lock = self._computing.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
+                while key in self._refreshing:  # the refresh is computing it: take that one
+                    self._refreshed.wait()
                 view = self._views.get(key)
                 if view is not None and view.stamp == self._stamp and self._usable(key, view, time.time()):
                     return view
             return self._run([key], background=False)[0]
 
     def _run(self, keys: list[Key], background: bool) -> list[View]:
+        if background:
+            with self._lock:
+                self._refreshing = set(keys)
+        try:
+            return self._compute_and_keep(keys, background)
+        finally:
+            if background:
+                with self._lock:
+                    self._refreshing = set()
+                    self._refreshed.notify_all()
+
+    def _compute_and_keep(self, keys: list[Key], background: bool) -> list[View]:
         if self.runtime is not None:
             views = self.runtime.run(build_views, str(self.workspace), keys, self.runtime.writes,
                                      BATCH_SECONDS if background else float("inf"), background=background,
@@ -226,6 +245,7 @@ class DashboardState:
                 due = self._due()
                 if due:
                     self._refresh(due)
+                    self._stop.wait(PAUSE_SECONDS)
                 else:
                     self._wake.clear()
                     self._wake.wait(IDLE_POLL)
