@@ -94,10 +94,13 @@ class Catalog:
         return profile_attributes(ctx)
 
     def profile_filter(self, ctx: Context, where: str) -> ir.Table:
-        """Profiles in a named segment, or matching an expression over profile features."""
-        from cxlens.semantic.segments import profile_features
+        """Profiles in a named segment, or matching an expression over profile features.
 
-        features = profile_features(ctx, self)
+        Kept in the context per condition (materialized when it materializes): every batch of a
+        `measure_many` semi-joins the same members, and the features join behind them (orders,
+        contacts, cases, surveys, customer value per profile) was otherwise run once per batch.
+        """
+        features = self.profile_features(ctx)
         text = self.segment_condition(where) if where in self.segments else where
         label = f"segment {where}" if where in self.segments else "--where"
         try:
@@ -105,7 +108,13 @@ class Catalog:
         except MetricError as exc:
             names = ", ".join(self.segments) or "none declared"
             raise MetricError(f"{exc} (--where takes a segment name — {names} — or a condition over profile features.)") from None
-        return features.filter(cond).select("profile_id")
+        return ctx.remember(f"profile_filter:{text}", lambda: features.filter(cond).select("profile_id"))
+
+    def profile_features(self, ctx: Context) -> ir.Table:
+        """profile_id plus the segment features (cxlens.semantic.segments), built once per context."""
+        from cxlens.semantic.segments import profile_features
+
+        return ctx.remember("profile_features", lambda: profile_features(ctx, self))
 
     def segment_condition(self, segment_id: str) -> str:
         """The segment's own condition and, for a micro segment, its parents' (all must hold)."""
@@ -122,10 +131,8 @@ class Catalog:
         """Per declared segment: members, historical and recent revenue, predicted 52-week value
         (from `customer_value`, when `cxlens hvc` has run) and its growth potential: predicted value
         minus the last 90 days' revenue at a yearly rate."""
-        from cxlens.semantic.segments import profile_features
-
         members = self.segment_members(ctx)
-        features = profile_features(ctx, self).view()
+        features = self.profile_features(ctx).view()
         j = members.join(features, members.profile_id == features.profile_id)
         agg = j.group_by(j.segment).aggregate(
             customers=j.count(), revenue=j.revenue.sum(), revenue_90d=j.revenue_90d.sum(),
@@ -147,9 +154,7 @@ class Catalog:
         return ctx.remember("segment_members", lambda: self._members(ctx))
 
     def _members(self, ctx: Context) -> ir.Table:
-        from cxlens.semantic.segments import profile_features
-
-        features = profile_features(ctx, self)
+        features = self.profile_features(ctx)
         parts = [features.filter(compile_expr(self.segment_condition(s.id), features, where=f"segment {s.id} ({s.origin})"))
                  .select(profile_id=features.profile_id, segment=ibis.literal(s.id)) for s in self.segments.values()]
         return ibis.union(*parts) if len(parts) > 1 else parts[0]
