@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -149,7 +149,8 @@ def test_definitions_via_api_and_cli(env: dict) -> None:
 
 
 ADMIN_ENDPOINTS = [("POST", "/v1/surveys"), ("GET", "/v1/surveys"), ("DELETE", "/v1/surveys/x"),
-                   ("POST", "/v1/surveys/invitations/run"), ("GET", "/v1/surveys/outbox")]
+                   ("POST", "/v1/surveys/invitations/run"), ("GET", "/v1/surveys/outbox"),
+                   ("POST", "/v1/surveys/outbox/sent")]
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ENDPOINTS)
@@ -380,6 +381,41 @@ def test_invitation_rules_match_pandas_and_never_duplicate(env: dict) -> None:
     assert run_cli("identity", "resolve", workspace=env["ws"]).returncode == 0
     assert stored(env, "SELECT profile_id FROM survey_responses WHERE customer_id = 'c1'") == [(profile,)]
     assert stored(env, pending) == [(0,)]
+
+
+def test_the_delivery_tool_takes_due_invitations_and_marks_them_sent(env: dict) -> None:
+    from cxlens.service.surveys import outbox
+
+    if not stored(env, "SELECT count(*) FROM survey_outbox")[0][0]:
+        assert run_cli("surveys", "invite", "--as-of", "2025-03-15", workspace=env["ws"]).returncode == 0
+    pending = admin(env, "GET", "/v1/surveys/outbox").json()["invitations"]
+    assert len(pending) >= 3
+    with Workspace.open(env["ws"]) as w:  # every send time is 2025-03-15 00:00 UTC
+        assert outbox(w, due_by=datetime(2025, 3, 14, 23, 59)) == []
+        assert outbox(w, due_by=datetime(2025, 3, 15, 1, 0, tzinfo=timezone(timedelta(hours=1)))) == pending
+    assert admin(env, "GET", "/v1/surveys/outbox?due=true").json()["invitations"] == pending
+
+    first, second, *rest = [i["invitation_id"] for i in pending]
+    r = admin(env, "POST", "/v1/surveys/outbox/sent", {"invitation_ids": [first, second, "inv_nobody"],
+                                                       "sent_at": "2025-03-15T09:30:00+01:00"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"marked": 2, "already_sent": [], "unknown": ["inv_nobody"], "sent_at": "2025-03-15T08:30:00"}
+    left = [i["invitation_id"] for i in admin(env, "GET", "/v1/surveys/outbox").json()["invitations"]]
+    assert left == rest
+    again = admin(env, "POST", "/v1/surveys/outbox/sent", {"invitation_ids": [second]}).json()
+    assert again["marked"] == 0 and again["already_sent"] == [second]
+    assert stored(env, f"SELECT sent_at FROM survey_outbox WHERE invitation_id = '{second}'") == [(datetime(2025, 3, 15, 8, 30),)]
+
+    cli = run_cli("surveys", "sent", rest[0], "--format", "json", workspace=env["ws"])
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["marked"] == 1
+    shown = json.loads(run_cli("surveys", "outbox", "--all", "--format", "json", workspace=env["ws"]).stdout)
+    assert sum(i["sent_at"] is not None for i in shown["invitations"]) == 3
+
+    empty = admin(env, "POST", "/v1/surveys/outbox/sent", {"invitation_ids": []})
+    assert empty.status_code == 422 and empty.json()["field"] == "invitation_ids", empty.text
+    assert httpx.post(env["url"] + "/v1/surveys/outbox/sent", json={"invitation_ids": [first]},
+                      headers=bearer(env["keys"]["write"]), timeout=30).status_code == 403
 
 
 def test_docs_surveys_python_example_runs_and_prints_what_it_says() -> None:

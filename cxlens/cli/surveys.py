@@ -1,4 +1,4 @@
-"""CLI commands `cxlens surveys create|list|close|link|invite|outbox`: survey definitions, signed
+"""CLI commands `cxlens surveys create|list|close|link|invite|outbox|sent`: survey definitions, signed
 answer links and the invitation outbox, on the same workspace a running server uses."""
 
 from __future__ import annotations
@@ -175,22 +175,53 @@ def invite(
 
 @surveys_app.command("outbox")
 def show_outbox(ctx: typer.Context, all_: Annotated[bool, typer.Option("--all", help="Include invitations marked sent.")] = False,
+                due: Annotated[bool, typer.Option("--due", help="Only invitations whose send time has come.")] = False,
                 format: Annotated[Format, FORMAT_OPTION] = Format.table) -> None:
     """List invitations waiting to be sent: survey, customer, channel, send time, reason and link.
 
     Examples:
 
-      cxlens surveys outbox --format json
+      cxlens surveys outbox --due --format json
+
+      cxlens surveys sent INVITATION_ID ...   (once your email or SMS tool has sent them)
     """
+    from datetime import UTC, datetime
+
     from cxlens.service.surveys import outbox
 
     with open_workspace(ctx) as ws:
-        rows = outbox(ws, pending_only=not all_)
+        rows = outbox(ws, pending_only=not all_, due_by=datetime.now(UTC) if due else None)
     if format is Format.json:
         print_json({"invitations": rows})
         return
     print_rows(rows, title=f"{len(rows)} invitations", columns=("send_at", "survey_id", "customer_id", "source", "channel",
                                                                    "reason", "url"))
+
+
+@surveys_app.command("sent")
+def mark_sent_command(ctx: typer.Context,
+                      invitation_ids: Annotated[list[str], typer.Argument(help="Invitation ids from the outbox.", show_default=False)],
+                      format: Annotated[Format, FORMAT_OPTION] = Format.table) -> None:
+    """Mark invitations as sent, so the outbox stops listing them (a repeat changes nothing).
+
+    JSON: {"marked": n, "already_sent": [...], "unknown": [...], "sent_at": "..."}.
+
+    Examples:
+
+      cxlens surveys sent inv_3f2a9c inv_77b01d --format json
+    """
+    from cxlens.service.surveys import mark_sent
+
+    with open_workspace(ctx) as ws:
+        result = mark_sent(ws, invitation_ids)
+    if format is Format.json:
+        print_json(result)
+        return
+    notes = [f"{len(result['already_sent'])} were already marked" if result["already_sent"] else "",
+             f"not in the outbox: {', '.join(result['unknown'])}" if result["unknown"] else ""]
+    extra = "; ".join(n for n in notes if n)
+    console.print(f"Marked {result['marked']} invitations sent at {result['sent_at']}" + (f" ({extra})." if extra else "."),
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ endpoints (422 names the field: `score`, `comment`, ...).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -23,6 +23,7 @@ from cxlens.service import surveys as sv
 from cxlens.service.auth import require, runtime
 from cxlens.service.body import json_body
 from cxlens.service.surveys.definitions import SCALE_LABELS, Survey, SurveyType, Trigger
+from cxlens.service.surveys.invitations import MAX_MARK
 from cxlens.service.surveys.responses import MAX_COMMENT, Stored, answered
 
 api = APIRouter(prefix="/v1/surveys", tags=["surveys"])
@@ -260,10 +261,27 @@ def run_invitations(request: Request, body: InviteRun | None = None) -> dict[str
 
 
 @api.get("/outbox", dependencies=ADMIN)
-def list_outbox(request: Request, limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000) -> dict[str, Any]:
-    """Invitations waiting to be sent, with channel, send time and link (admin key)."""
+def list_outbox(request: Request, limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+                due: Annotated[bool, Query(description="Only invitations whose send time has come.")] = False
+                ) -> dict[str, Any]:
+    """Invitations waiting to be sent (not marked sent), with channel, send time and link (admin key)."""
     with runtime(request).workspace() as ws:
-        return {"invitations": sv.outbox(ws, limit=limit)}
+        return {"invitations": sv.outbox(ws, limit=limit, due_by=datetime.now(UTC) if due else None)}
+
+
+class Sent(BaseModel):
+    invitation_ids: list[str] = Field(max_length=MAX_MARK, description="Ids from the outbox that were sent.")
+    sent_at: datetime | None = Field(None, description="When they were sent (default: now); without an offset, UTC.")
+
+
+@api.post("/outbox/sent", dependencies=ADMIN)
+def mark_sent(request: Request, body: Sent) -> Any:
+    """Mark invitations as sent so the outbox stops listing them; a repeated call changes nothing (admin key)."""
+    try:
+        with runtime(request).workspace() as ws:
+            return sv.mark_sent(ws, body.invitation_ids, sent_at=body.sent_at)
+    except sv.SurveyInputError as exc:
+        return _refused_json(Refused(422, "", str(exc), exc.field))
 
 
 router.include_router(api)

@@ -13,6 +13,7 @@ triggering record, so running the rules again never duplicates an invitation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,9 +175,52 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
-def outbox(ws: Workspace, *, pending_only: bool = True, limit: int = 10_000) -> list[dict[str, Any]]:
-    """Invitations to send (not yet marked sent), in send order."""
+def outbox(ws: Workspace, *, pending_only: bool = True, due_by: datetime | None = None,
+           limit: int = 10_000) -> list[dict[str, Any]]:
+    """Invitations to send (not yet marked sent), in send order; with `due_by`, only those whose
+    send time has come by then (UTC)."""
     ensure_outbox(ws)
-    where = "WHERE sent_at IS NULL " if pending_only else ""
-    cur = ws.sql(f"SELECT {', '.join(FIELDS)} FROM {OUTBOX} {where}ORDER BY send_at, invitation_id LIMIT ?", [limit])
+    conditions, params = [], []
+    if pending_only:
+        conditions.append("sent_at IS NULL")
+    if due_by is not None:
+        conditions.append("send_at <= ?")
+        params.append(_utc(due_by))
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    cur = ws.sql(f"SELECT {', '.join(FIELDS)} FROM {OUTBOX} {where}ORDER BY send_at, invitation_id LIMIT ?",
+                 [*params, limit])
     return [_public(dict(zip(FIELDS, r))) for r in cur.fetchall()]
+
+
+MAX_MARK = 10_000
+"""Invitation ids one call may mark sent."""
+
+
+def mark_sent(ws: Workspace, invitation_ids: Sequence[str], *, sent_at: datetime | None = None) -> dict[str, Any]:
+    """Record that the delivery tool sent these invitations, so the outbox stops listing them.
+
+    Marking is idempotent: an invitation already marked keeps its first time (a retried call
+    changes nothing) and is reported in `already_sent`; ids the outbox does not hold are reported
+    in `unknown` and change nothing. Returns {"marked", "already_sent", "unknown", "sent_at"}.
+    """
+    from cxlens.service.surveys.definitions import SurveyInputError
+
+    ids = list(dict.fromkeys(i.strip() for i in invitation_ids if isinstance(i, str) and i.strip()))
+    if not ids:
+        raise SurveyInputError("invitation_ids", "Name at least one invitation id (from the outbox).")
+    if len(ids) > MAX_MARK:
+        raise SurveyInputError("invitation_ids", f"{len(ids):,} invitation ids in one call; the limit is {MAX_MARK:,}.")
+    ensure_outbox(ws)
+    when = _utc(sent_at or datetime.now(UTC))
+    known = dict(ws.sql(f"SELECT invitation_id, sent_at FROM {OUTBOX} WHERE list_contains(?, invitation_id)",
+                        [ids]).fetchall())
+    fresh = [i for i in ids if i in known and known[i] is None]
+    if fresh:
+        ws.sql(f"UPDATE {OUTBOX} SET sent_at = ? WHERE list_contains(?, invitation_id) AND sent_at IS NULL", [when, fresh])
+    return {"marked": len(fresh), "already_sent": [i for i in ids if known.get(i) is not None],
+            "unknown": [i for i in ids if i not in known], "sent_at": when.isoformat()}
+
+
+def _utc(t: datetime) -> datetime:
+    """A naive UTC time, as the outbox stores them (a naive input is taken as UTC)."""
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
