@@ -58,12 +58,12 @@ class ServiceSettings:
     cors_origins: tuple[str, ...] = ()
     """Origins (https://shop.example.com, or `*`) whose web pages may call the collection endpoints
     (events, identify, survey answers) from the browser; see cxlens.service.cors."""
-    dashboard_max_stale: float = 120.0
+    dashboard_max_stale: float = 180.0
     """Seconds a dashboard page may go on showing its last computed view after the workspace
     changed (the page says "as of HH:MM:SS") while it is recomputed in the background; past this a
-    reader waits for fresh numbers. It must outlast a refresh of every kept view (about a minute
-    on the demo workspace on 2 cores), or readers wait while collection keeps changing the data.
-    The surveys page is recomputed at once after a survey answer."""
+    reader waits for fresh numbers. It must outlast a refresh of every kept view (75-110 s on the
+    demo workspace on 2 cores shared with other work), or readers wait while collection keeps
+    changing the data. The surveys page is recomputed at once after a survey answer."""
 
     def __post_init__(self) -> None:
         for name in ("max_events", "max_body_bytes", "backlog_limit", "load_batch", "load_threads", "retry_after"):

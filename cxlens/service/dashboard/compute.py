@@ -58,7 +58,7 @@ class Metrics:
 
 
 def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
-                  measurer: Measurer | None = None) -> Metrics:
+                  measurer: Measurer | BatchMeasurer | None = None) -> Metrics:
     """One tile per metric: the metric by the filters' grain, dates and segment, and cut to the channel.
 
     A metric that cannot be broken down by channel gets a tile saying so when a channel is chosen,
@@ -107,7 +107,30 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
     return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
 
 
-def _measure_together(measurer: Measurer, cuts: dict[str, tuple[str, ...]], f: Filters) -> dict[str, pd.DataFrame]:
+class BatchMeasurer:
+    """A Measurer that remembers its `measure_many` answers while views are computed together.
+
+    The overview for one channel cuts every channel-capable metric by channel and keeps that
+    channel's rows, so the overviews of all channels ask the same queries: computed in one batch
+    they run once. Answers are only reused for identical arguments.
+    """
+
+    def __init__(self, measurer: Measurer):
+        self.measurer = measurer
+        self._answers: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def measure_many(self, metrics: list[str], **kwargs: Any) -> dict[str, Any]:
+        key = (tuple(metrics), *sorted((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in kwargs.items()))
+        if key not in self._answers:
+            self._answers[key] = self.measurer.measure_many(metrics, **kwargs)
+        return self._answers[key]
+
+    def measure(self, metric: str, **kwargs: Any) -> Any:
+        return self.measurer.measure(metric, **kwargs)
+
+
+def _measure_together(measurer: Measurer | BatchMeasurer, cuts: dict[str, tuple[str, ...]],
+                      f: Filters) -> dict[str, pd.DataFrame]:
     """Frames of the metrics sharing a cut, measured in shared engine queries (`measure_many`). A
     group with an error is left out, so `measure_tiles` measures its metrics one by one and the
     error lands on its own metric's tile."""
@@ -131,7 +154,7 @@ def _span_text(metrics: Metrics, grain: str) -> dict[str, str]:
     }
 
 
-def overview(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | None = None) -> dict[str, Any]:
+def overview(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | BatchMeasurer | None = None) -> dict[str, Any]:
     """Headline tiles with trends, then every metric as a leading or lagging tile."""
     metrics = measure_tiles(ws, catalog, list(catalog.metrics), f, measurer)
     headline = [metrics.tiles[m] for m in HEADLINE if m in metrics.tiles]
@@ -141,7 +164,7 @@ def overview(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | None = 
             **_span_text(metrics, f.grain)}
 
 
-def surveys(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | None = None) -> dict[str, Any]:
+def surveys(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | BatchMeasurer | None = None) -> dict[str, Any]:
     """NPS, CSAT and CES tiles and trends, the promoter/passive/detractor mix and the latest comments."""
     ids = [m for m in SURVEY_METRICS if m in catalog.metrics]
     metrics = measure_tiles(ws, catalog, ids, f, measurer)

@@ -26,7 +26,17 @@ from cxlens import __version__
 from cxlens.errors import CxlensError
 from cxlens.service.dashboard.filters import Filters
 from cxlens.service.dashboard.session import Signer
-from cxlens.service.dashboard.views import FILTERED, LIVE, PAGES, Stamp, View, build_views, data_stamp, view_filters
+from cxlens.service.dashboard.views import (
+    FILTERED,
+    LIVE,
+    PAGES,
+    Stamp,
+    View,
+    build_views,
+    data_stamp,
+    order_channels,
+    view_filters,
+)
 
 log = logging.getLogger("cxlens.dashboard")
 
@@ -51,12 +61,21 @@ def views_path(workspace: Path) -> Path:
     return workspace.with_name(workspace.name + ".dashboard.json")
 
 
-def default_keys(segments: list[str]) -> list[Key]:
+def _shares_queries(a: Key, b: Key) -> bool:
+    """Whether two views run the same engine queries: one page for two channels, same dates, grain and segment."""
+    fa, fb = a[1], b[1]
+    return (a[0] == b[0] and fa.channel is not None and fb.channel is not None
+            and (fa.since, fa.until, fa.grain, fa.segment) == (fb.since, fb.until, fb.grain, fb.segment))
+
+
+def default_keys(segments: list[str], channels: list[str] = ()) -> list[Key]:  # type: ignore[assignment]
     """What is kept current without being asked for: every page's default view, then the overview
-    and surveys by week and by quarter and for each declared segment."""
+    and surveys by week, by quarter, for each order channel and for each declared segment (the
+    channels before the segments: computed together they share one query, see compute.BatchMeasurer)."""
     keys: list[Key] = [(page, Filters()) for page in PAGES]
     for page in ("overview", "surveys"):
         keys += [(page, Filters(grain=g)) for g in ("week", "quarter")]
+        keys += [(page, Filters(channel=c)) for c in channels]
         keys += [(page, Filters(segment=s)) for s in segments]
     return keys
 
@@ -72,7 +91,7 @@ class Shown:
 class DashboardState:
     """The signing secret, the views by (page, filters), and the thread that keeps them current."""
 
-    def __init__(self, workspace: Path, runtime: Any = None, max_stale: float = 120.0):
+    def __init__(self, workspace: Path, runtime: Any = None, max_stale: float = 180.0):
         self.workspace = workspace
         self.runtime = runtime
         self.max_stale = max_stale
@@ -83,7 +102,8 @@ class DashboardState:
         self._superseded: dict[Key, float] = {}
         """When each view's data version was first seen to be out of date (wall clock)."""
         self._wanted: OrderedDict[Key, None] = OrderedDict()
-        self._defaults: set[Key] = set()
+        self._defaults: dict[Key, int] = {}
+        """Views kept current without being asked for, in the order they are refreshed."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -93,6 +113,7 @@ class DashboardState:
         self._stamp: Stamp | None = None
         self._computing: dict[Key, threading.Lock] = {}
         self._active = threading.Event()
+        self._segments: list[str] = []
         self._refreshing: set[Key] = set()
         """The views the background refresh is computing now (a reader wanting one waits for it)."""
         self._refreshed = threading.Condition(self._lock)
@@ -202,7 +223,8 @@ class DashboardState:
         (they share the engine's derived sources) as far as BATCH_SECONDS allows."""
         batch = [due[0]]
         if due[0][0] in FILTERED:
-            batch += [k for k in due[1:] if k[0] in FILTERED]
+            rest = [k for k in due[1:] if k[0] in FILTERED]
+            batch += sorted(rest, key=lambda k: not _shares_queries(due[0], k))  # stable: due order otherwise
         views = self._run(batch, background=True)
         for v in views:
             log.info("dashboard view %s%s computed in %.1f s", v.page, v.filters.query(), v.seconds)
@@ -220,9 +242,9 @@ class DashboardState:
                 if view is None or view.stamp != stamp or (key[0] in LIVE and view.writes != writes):
                     due.append(key)
 
-            def rank(k: Key) -> tuple[int, float]:
+            def rank(k: Key) -> tuple[int, float, int]:
                 tier = (0 if k[1] == Filters() else 1) if k in self._defaults else 2
-                return tier, self._superseded.get(k, 0.0)
+                return tier, self._superseded.get(k, 0.0), self._defaults.get(k, 0)
 
             return sorted(due, key=rank)
 
@@ -235,12 +257,24 @@ class DashboardState:
         """Start keeping the views current (a server nobody reads the dashboard of spends nothing on it)."""
         self._active.set()
 
+    def _keep(self, keys: list[Key]) -> None:
+        """Keep these views current without being asked for (before the views readers asked for)."""
+        with self._lock:
+            for key in keys:
+                self._wanted[key] = None
+                self._defaults.setdefault(key, len(self._defaults))
+
     def _refresh_loop(self) -> None:
+        channels_known = False
         while not self._stop.is_set():
             if not self._active.is_set():
                 self._active.wait(IDLE_POLL)
                 continue
             try:
+                if not channels_known and self.runtime is not None:
+                    channels = self.runtime.run(order_channels, str(self.workspace), background=True, cancel=self._stop)
+                    self._keep(default_keys(self._segments, channels))
+                    channels_known = True
                 self.observe()
                 due = self._due()
                 if due:
@@ -261,10 +295,8 @@ class DashboardState:
     def start(self, segments: list[str]) -> None:
         """Load the saved views and keep the wanted ones current: from now on when views were saved
         (the dashboard is in use on this workspace), else from the first dashboard request."""
-        with self._lock:
-            for key in default_keys(segments):
-                self._wanted[key] = None
-                self._defaults.add(key)
+        self._segments = segments
+        self._keep(default_keys(segments))
         self.load()
         if self._views:
             self.activate()
