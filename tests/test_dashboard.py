@@ -339,3 +339,20 @@ def test_a_survey_answer_shows_on_the_surveys_page_at_once(dashboard_env: dict, 
     assert answer.status_code == 201, answer.text
     page = reader.get("/dashboard/surveys")
     assert comment in page.text and 'data-stale="1"' not in page.text
+
+
+def test_readers_views_are_kept_up_to_a_limit_beside_the_defaults(tmp_path: Path) -> None:
+    """Many declared segments make many default views; readers' own views are forgotten oldest
+    first, the defaults never (no engine work here: only the bookkeeping)."""
+    from cxlens.service.dashboard.filters import Filters
+    from cxlens.service.dashboard.state import WANTED_MAX, DashboardState, default_keys
+
+    state = DashboardState(tmp_path / "cxlens.duckdb")
+    defaults = default_keys([f"segment_{i}" for i in range(40)], ["store", "online"])
+    state._keep(defaults)
+    asked = [("overview", Filters(channel=f"c{i}")) for i in range(WANTED_MAX + 5)]
+    for key in asked:
+        state._want(key)
+    kept = list(state._wanted)
+    assert len(kept) == len(defaults) + WANTED_MAX
+    assert set(defaults) <= set(kept) and asked[-WANTED_MAX:] == [k for k in kept if k not in set(defaults)]

@@ -40,8 +40,8 @@ from cxlens.service.dashboard.views import (
 
 log = logging.getLogger("cxlens.dashboard")
 
-WANTED_MAX = 48
-"""Views kept current at most: the defaults and variants, then the most recently read."""
+WANTED_MAX = 32
+"""Views readers asked for that are kept current besides the defaults (the most recently read)."""
 FORMAT = 1
 """Version of the saved views file; another version (or another cxlens version) is ignored."""
 SAVE_EVERY = 5.0
@@ -147,8 +147,10 @@ class DashboardState:
     def _want(self, key: Key) -> None:
         self._wanted[key] = None
         self._wanted.move_to_end(key)
-        while len(self._wanted) > WANTED_MAX:
-            oldest = next(k for k in self._wanted if k not in self._defaults)
+        while len(self._wanted) > WANTED_MAX + len(self._defaults):
+            oldest = next((k for k in self._wanted if k not in self._defaults), None)
+            if oldest is None:
+                break
             del self._wanted[oldest]
             self._views.pop(oldest, None)
             self._superseded.pop(oldest, None)
