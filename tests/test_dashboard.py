@@ -356,3 +356,22 @@ def test_readers_views_are_kept_up_to_a_limit_beside_the_defaults(tmp_path: Path
     kept = list(state._wanted)
     assert len(kept) == len(defaults) + WANTED_MAX
     assert set(defaults) <= set(kept) and asked[-WANTED_MAX:] == [k for k in kept if k not in set(defaults)]
+
+
+def test_a_view_that_fails_is_not_retried_until_the_data_changes(tmp_path: Path) -> None:
+    """A kept view whose computation fails (here: a segment the definitions file no longer declares)
+    must not hold the refresh on it: it is skipped at this data version, the others go on."""
+    from cxlens.service.dashboard.filters import Filters
+    from cxlens.service.dashboard.state import DashboardState
+
+    ws = tmp_path / "cxlens.duckdb"
+    Workspace.open(ws).close()
+    state = DashboardState(ws)
+    state.observe()
+    bad, good = ("overview", Filters(segment="no_such_segment")), ("experiments", Filters())
+    state._keep([bad, good])
+    assert state._due() == [good, bad]  # every page's default view first
+    state._refresh(state._due())
+    assert state._due() == [bad] and good in state._views
+    state._refresh(state._due())  # fails: skipped from now on at this data version
+    assert state._due() == [] and bad not in state._views

@@ -114,6 +114,9 @@ class DashboardState:
         self._computing: dict[Key, threading.Lock] = {}
         self._active = threading.Event()
         self._segments: list[str] = []
+        self._failed: dict[Key, Stamp | None] = {}
+        """Views whose refresh failed, with the data version it failed at (not retried before it changes)."""
+        self._solo = False
         self._refreshing: set[Key] = set()
         """The views the background refresh is computing now (a reader wanting one waits for it)."""
         self._refreshed = threading.Condition(self._lock)
@@ -163,6 +166,7 @@ class DashboardState:
             now = time.time()
             with self._lock:
                 self._stamp = stamp
+                self._solo = False
                 for key, view in self._views.items():
                     if view.stamp != stamp:
                         self._superseded.setdefault(key, now)
@@ -224,10 +228,22 @@ class DashboardState:
         """Recompute the first due view, with the due views of the other filtered pages after it
         (they share the engine's derived sources) as far as BATCH_SECONDS allows."""
         batch = [due[0]]
-        if due[0][0] in FILTERED:
+        if due[0][0] in FILTERED and not self._solo:
             rest = [k for k in due[1:] if k[0] in FILTERED]
             batch += sorted(rest, key=lambda k: not _shares_queries(due[0], k))  # stable: due order otherwise
-        views = self._run(batch, background=True)
+        try:
+            views = self._run(batch, background=True)
+        except Exception as exc:  # not again at this data version; a reader of it gets the error page
+            if len(batch) == 1:
+                with self._lock:
+                    self._failed[batch[0]] = self._stamp
+            else:  # find the one at fault: one view per batch until the data changes
+                self._solo = True
+            if isinstance(exc, CxlensError):
+                log.warning("dashboard view %s%s not refreshed: %s", batch[0][0], batch[0][1].query(), exc)
+            else:
+                log.exception("dashboard view %s%s not refreshed", batch[0][0], batch[0][1].query())
+            return
         for v in views:
             log.info("dashboard view %s%s computed in %.1f s", v.page, v.filters.query(), v.seconds)
 
@@ -241,6 +257,8 @@ class DashboardState:
             due = []
             for key in self._wanted:
                 view = self._views.get(key)
+                if self._failed.get(key, ()) == stamp:
+                    continue
                 if view is None or view.stamp != stamp or (key[0] in LIVE and view.writes != writes):
                     due.append(key)
 
@@ -346,6 +364,8 @@ class DashboardState:
         writes = self.runtime.writes if self.runtime is not None else 0
         with self._lock:
             for v in views:
+                if v.filters.segment is not None and v.filters.segment not in self._segments:
+                    continue  # the definitions file no longer declares it
                 key = (v.page, v.filters)
                 self._views[key] = View(v.page, v.filters, v.html, v.html_pii, v.stamp, v.as_of, v.seconds, writes)
                 self._wanted.setdefault(key, None)
