@@ -1,14 +1,14 @@
 """What the dashboard keeps in one app instance: its signing secret and the computed views of its pages.
 
 A reader should never wait for the engine. Each page's view (see `views`) is kept with the data
-version it was computed from, and a background thread keeps the wanted views current (once the
-dashboard is in use: saved views exist, or someone opened a dashboard page): the
-default view of every page, the single-filter variants of the overview and surveys pages, and
-any view a reader asked for lately. When a load changes the workspace, a view may still be shown
-for `ServiceSettings.dashboard_max_stale` seconds after the change was seen (the page says "as
-of HH:MM:SS") while the thread recomputes it; past that window a reader waits for fresh numbers.
-The surveys page is out of date at once after a write through the service (a survey answer).
-Views are saved next to the workspace, so a restarted server shows pages at once.
+version it was computed from, and a background thread keeps the wanted views current once the
+dashboard is in use (saved views exist, or someone opened a dashboard page): the default view
+of every page, the overview and surveys by week, by quarter, per order channel and per segment,
+and the views readers asked for lately. When a load changes the workspace, a view may still be
+shown for `ServiceSettings.dashboard_max_stale` seconds after the change was seen (the page says
+"As of HH:MM:SS") while the thread recomputes it; past that window a reader waits for fresh
+numbers. The surveys page is out of date at once after a write through the service (a survey
+answer). Views are saved next to the workspace, so a restarted server shows pages at once.
 """
 
 from __future__ import annotations
