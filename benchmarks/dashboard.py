@@ -8,6 +8,8 @@ from request to last byte in these situations:
 - warm: once the background refresh has caught up (every page, and each filter's first view);
 - after a load: a batch of events is posted and loaded, then every page at once (the kept view
   within the staleness window), and how long the refresh took to make every view current again;
+- under traffic: events collected at 1,000/s (loads every few seconds) while every page is read
+  in turn for 2 minutes: the slowest page and the oldest data shown;
 - restart: the server is stopped and started again, every page at once (the saved views).
 
 Filters: by week and by quarter, each declared segment, an order channel (kept current like the
@@ -137,10 +139,49 @@ def post_events(url: str, key: str, n: int) -> None:
             sys.exit(f"POST /v1/events: {r.status_code} {r.text[:200]}")
 
 
+def under_traffic(server: Server, client: httpx.Client, key: str, seconds: float, rate: int, rows: list[dict]) -> None:
+    """Events posted at `rate` per second (so the server loads every few seconds) while every page
+    is read in turn: the slowest page, and how old the shown data was (now minus "as of")."""
+    import threading
+
+    stop = threading.Event()
+
+    def post() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            post_events(server.url, key, rate // 2)
+            stop.wait(max(0.0, 0.5 - (time.perf_counter() - started)))
+
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    worst, oldest, waits, reads = 0.0, 0.0, 0, 0
+    end = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < end:
+            for path in PAGES:
+                started = time.perf_counter()
+                r = client.get(path)
+                took = time.perf_counter() - started
+                as_of = re.search(r'data-as-of="([^"]+)"', r.text)
+                if as_of:
+                    from datetime import datetime
+                    oldest = max(oldest, time.time() - datetime.fromisoformat(as_of.group(1)).timestamp())
+                worst, reads, waits = max(worst, took), reads + 1, waits + (took > BAR_SECONDS)
+                rows.append({"when": "under traffic", "page": path, "seconds": round(took, 3), "stale": None})
+            time.sleep(2)
+    finally:
+        stop.set()
+        poster.join(30)
+    print(f"  under traffic ({rate:,} events/s for {seconds:.0f} s): {reads} page reads, slowest {worst:.2f} s, "
+          f"{waits} over {BAR_SECONDS:g} s; oldest data shown {oldest:.0f} s old", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", type=Path, help="The demo workspace (copied; default: build one with cxlens demo).")
     ap.add_argument("--events", type=int, default=2000, help="Events posted for the after-a-load measurement.")
+    ap.add_argument("--traffic", type=float, default=120.0, help="Seconds of reading pages while events are collected (0: skip).")
+    ap.add_argument("--rate", type=int, default=1000, help="Events per second collected meanwhile.")
     ap.add_argument("--channel", default="store", help="A channel filter timed (an order channel: kept current).")
     ap.add_argument("--other-channel", default="web", help="A channel filter timed that no order has (computed when asked).")
     args = ap.parse_args()
@@ -192,6 +233,8 @@ def main() -> None:
         refreshed = server.wait("refresh", lambda h: h["dashboard"]["due"] == 0)
         print(f"  every kept view current again {refreshed:.1f} s after the first page was read", flush=True)
         every_page(client, "after the refresh", rows)
+        if args.traffic:
+            under_traffic(server, client, write, args.traffic, args.rate, rows)
         client.close()
         server.stop()
 
