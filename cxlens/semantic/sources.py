@@ -124,7 +124,7 @@ def _events(ctx: Context, req: Request) -> ir.Table:
 
 
 def _sessions(ctx: Context, req: Request) -> ir.Table:
-    return build_sessions(ctx.table("events"), keep=ctx.keep if ctx.materialize else None)
+    return build_sessions(ctx.table("events"))
 
 
 def _surveys(ctx: Context, req: Request) -> ir.Table:
