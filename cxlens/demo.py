@@ -131,6 +131,12 @@ def run_demo(out_dir: str | Path = "demo", *, customers: int = 20_000, days: int
         summary.attribution = _attribution(result.data.attribution)
         step("defining surveys and a dashboard key", len(files), len(files))
         summary.service = _service(ws)
+    # Last, once the workspace no longer changes: the dashboard's first pages are then at hand
+    # when `cxlens serve` starts, instead of being computed while the first reader waits.
+    step("computing the dashboard's pages", len(files), len(files))
+    t = time.perf_counter()
+    summary.service["dashboard_views"] = _dashboard_views(db)
+    summary.seconds["dashboard"] = round(time.perf_counter() - t, 2)
     summary.seconds["total"] = round(sum(summary.seconds.values()), 2)
     return summary
 
@@ -163,6 +169,14 @@ def _service(ws: Workspace) -> dict[str, Any]:
     key, _ = create_key(ws, "read", "demo-dashboard")
     return {"surveys": [s.survey_id for s in surveys], "as_of": report.as_of, "invited": report.created,
             "due": report.due, "excluded": report.excluded, "read_key": key}
+
+
+def _dashboard_views(db: Path) -> int:
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_path
+    from cxlens.service.dashboard.state import prepare_views
+
+    return prepare_views(db, list(Catalog.load(definitions_path(db)).segments))
 
 
 def _attribution(a: Any) -> dict[str, Any]:

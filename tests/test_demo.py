@@ -136,3 +136,36 @@ def test_demo_defines_surveys_fills_the_outbox_and_leaves_a_dashboard_key(demo) 
         assert url.startswith(f"http://127.0.0.1:8000/s/{survey_id}?t=")
     record = keys[hash_key(sv["read_key"])]
     assert (record.scope, record.name) == ("read", "demo-dashboard")
+
+
+def test_demo_saves_the_dashboard_pages_a_server_then_shows_at_once(demo) -> None:
+    """Every page's default view is saved at the current data version, and `cxlens serve` on the
+    demo workspace answers the overview with that saved view rather than computing it."""
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from test_dashboard import sign_in
+    from test_service_helpers import Server
+
+    from cxlens.service.dashboard.state import views_path
+    from cxlens.service.dashboard.views import PAGES, data_stamp
+
+    s, _ = demo
+    ws = Path(s.workspace)
+    saved = json.loads(views_path(ws).read_text())["views"]
+    assert s.service["dashboard_views"] == len(saved) == len(PAGES)
+    assert {v["page"] for v in saved} == set(PAGES)
+    assert len({tuple(v["stamp"]) for v in saved}) == 1  # one data version (later tests here write to the workspace)
+    assert all(v["stamp"][0] <= data_stamp(ws)[0] for v in saved)
+    overview = next(v for v in saved if v["page"] == "overview")
+    server = Server(ws).start()
+    try:
+        with sign_in({"url": server.url}, s.service["read_key"]) as client:
+            page = client.get("/dashboard/")
+        assert page.status_code == 200
+        as_of = datetime.fromtimestamp(overview["as_of"], UTC).isoformat(timespec="seconds")
+        assert f'data-as-of="{as_of}"' in page.text
+        assert 'data-metric="revenue"' in page.text
+    finally:
+        server.stop()
