@@ -40,6 +40,7 @@ def serve_command(
     load_threads: Annotated[int | None, typer.Option("--load-threads", min=1, help="DuckDB threads a load may use (default: all cores but one, at least 1).", show_default=False)] = None,
     seen_days: Annotated[float, typer.Option("--seen-days", min=0.00001, help="Days an event_id is remembered to answer a resend as a duplicate (a later resend is still stored once).")] = 7.0,
     cors_origin: Annotated[list[str] | None, typer.Option("--cors-origin", help="An origin (https://shop.example.com) whose web pages may send events, identify calls and survey answers straight to the service; repeat for more, `*` for any. Reading never answers other origins.", show_default=False)] = None,
+    dashboard_stale: Annotated[float, typer.Option("--dashboard-stale", min=0, help="Seconds a dashboard page may show its previous view (marked 'As of HH:MM:SS') after new data arrived, while it is recomputed; past that a reader waits for fresh numbers.")] = 180.0,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the HTTP service: event collection, the read API and OpenAPI docs at /docs.
@@ -71,7 +72,7 @@ def serve_command(
     Workspace.open(path).close()  # creates and migrates it, or says why it cannot
     tuning = {"load_threads": load_threads} if load_threads else {}
     settings = ServiceSettings(workspace=path, source=source, load_interval=load_interval, backlog_limit=backlog_limit,
-                               seen_days=seen_days, cors_origins=origins, **tuning)
+                               seen_days=seen_days, cors_origins=origins, dashboard_max_stale=dashboard_stale, **tuning)
     level = log_level.upper()
     logging.basicConfig(level=level, format="%(message)s")
     console.print(f"cxlens serve: workspace {path}, spool {settings.spool}, http://{host}:{port}/docs", highlight=False)
