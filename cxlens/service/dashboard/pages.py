@@ -9,7 +9,6 @@ with the installed Plotly.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,25 +50,10 @@ Reader = Annotated[auth.Reader, Depends(auth.reader)]
 
 
 def _catalog(request: Request) -> Any:
-    """Built-in metrics plus the served workspace's definitions file (its segments feed the filter).
+    """Built-in metrics plus the served workspace's definitions file (its segments feed the filter)."""
+    from cxlens.service.routes.read import catalog
 
-    Loading it checks every definition (0.3 s with the demo's segments), so it is kept until the
-    file changes: a page served from a kept view then costs milliseconds."""
-    from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_path
-
-    path = definitions_path(request.app.state.settings.workspace)
-    try:
-        stat = os.stat(path) if path is not None else None
-        version = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
-    except FileNotFoundError:
-        version = None
-    st = state_of(request.app)
-    if st.catalog is not None and st.catalog[0] == version:
-        return st.catalog[1]
-    catalog = Catalog.load(path)
-    st.catalog = (version, catalog)
-    return catalog
+    return catalog(request)
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

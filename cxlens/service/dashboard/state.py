@@ -96,8 +96,6 @@ class DashboardState:
         self.runtime = runtime
         self.max_stale = max_stale
         self.signer = Signer()
-        self.catalog: tuple[Any, Any] | None = None
-        """The definitions file's (mtime, size) and the catalogue loaded from it (see pages._catalog)."""
         self._views: dict[Key, View] = {}
         self._superseded: dict[Key, float] = {}
         """When each view's data version was first seen to be out of date (wall clock)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -19,11 +20,25 @@ EMAIL = re.compile(r"[^\s@:,;<>\"']+@[^\s@:,;<>\"']+")
 
 
 def catalog(request: Request) -> Any:
-    """The catalogue of the served workspace: built-in metrics plus its definitions file."""
+    """The catalogue of the served workspace: built-in metrics plus its definitions file.
+
+    Loading it checks every definition (0.3 s with the demo's segments), so the app keeps it
+    until the file changes (its mtime or size); the read API and the dashboard share it, read-only."""
     from cxlens.semantic import Catalog
     from cxlens.semantic.registry import definitions_path
 
-    return Catalog.load(definitions_path(runtime(request).settings.workspace))
+    path = definitions_path(runtime(request).settings.workspace)
+    try:
+        stat = os.stat(path) if path is not None else None
+        version = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
+    except FileNotFoundError:
+        version = None
+    kept = getattr(request.app.state, "catalog", None)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    loaded = Catalog.load(path)
+    request.app.state.catalog = (version, loaded)
+    return loaded
 
 
 @router.get("/metrics")
