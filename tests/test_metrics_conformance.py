@@ -176,6 +176,34 @@ def test_measure_many_matches_reference(duck: Measurer, prepared: PreparedTables
         pd.testing.assert_frame_equal(res.frame, alone, check_exact=False, rtol=1e-12)
 
 
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame]) -> Iterator[Measurer]:
+    """A workspace whose sessions are kept (built once, as after an ingest) rather than built per query."""
+    from cxlens.semantic.kept import refresh_sessions
+
+    ws = Workspace.open(tmp_path_factory.mktemp("kept") / "fixture.duckdb")
+    fill(ws, tables)
+    assert refresh_sessions(ws).mode == "full"
+    m = Measurer(ws, CATALOG)
+    yield m
+    m.close()
+    ws.close()
+
+
+@pytest.mark.parametrize("grain,by,window", MANY, ids=lambda v: str(v) if not isinstance(v, dict) else ("window" if v else "-"))
+def test_kept_sessions_match_reference(kept: Measurer, prepared: PreparedTables, grain: str, by: tuple[str, ...],
+                                       window: dict[str, Any]) -> None:
+    """With the workspace's kept sessions table, the catalogue still equals the reference."""
+    ids = [m for m in METRICS if not (grain == "all" and CATALOG.metrics[m].needs_grain)
+           and all(d in CATALOG.dimensions_for(CATALOG.metrics[m]) for d in by)]
+    got = kept.measure_many(ids, grain=grain, by=by, since=window.get("since"), until=window.get("until"))
+    assert "sessions" in kept.context.kept_sources
+    for m in ids:
+        res = got[m]
+        by_m = res.query.by
+        assert_same(res.frame, expected(prepared, m, grain, by_m, window), keys_of(grain, by_m), f"kept {m}/{grain}/{by_m}")
+
+
 def test_fixture_has_the_edge_cases(duck: Measurer, tables: dict[str, pd.DataFrame]) -> None:
     """The cases the issue names exist in the fixture, so the suite above really covers them."""
     orders = tables["orders"]

@@ -80,9 +80,11 @@ def resolve_command(
       cxlens identity resolve --full --max-shared 20 --format json
     """
     from cxlens.identity import resolve
+    from cxlens.semantic.kept import refresh_sessions
 
     with open_workspace(ctx) as ws:
         report = resolve(ws, max_shared=max_shared, country_code=country_code, full=full)
+        refresh_sessions(ws)  # sessions carry profile ids
     if fmt is Format.json:
         print_json(asdict(report))
         return

@@ -40,7 +40,7 @@ def plan_from_workspace(
         raise MetricError(f"--days must be > 0, got {days}.")
     catalog = catalog or catalog_for(ws)
     spec, parts = experiment_metric(catalog.metric(metric_id))
-    ctx = catalog.context(ws.table)
+    ctx = catalog.context(ws)
     try:
         rows = ctx.source(parts[0].measure.source, Request("all"))
         end = rows.ts.max().to_pyarrow().as_py()

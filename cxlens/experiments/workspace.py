@@ -72,7 +72,7 @@ def analyze_experiment(
             f"Name the control variant with --control; experiment {experiment_id!r} has variants "
             f"{', '.join(map(repr, units.counts))}" + (f" and no {control!r}." if control else ".")
         )
-    ctx = catalog.context(ws.table, materialize=False)
+    ctx = catalog.context(ws, materialize=False)
     unit_table = units.table
     try:
         row_dim, profile_dim = _classify(catalog, by)

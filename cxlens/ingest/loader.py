@@ -80,12 +80,15 @@ def ingest(ws: Workspace, table: str, files: Sequence[str | Path], *, mapping: s
 
 
 def refresh_identity(ws: Workspace) -> None:
-    """Resolve identities for what was just loaded and rebuild the profiles table."""
+    """Resolve identities for what was just loaded, rebuild the profiles table and bring the kept
+    sessions up to date (semantic/kept.py: only visitors whose events changed are rebuilt)."""
     from cxlens.identity import resolve
     from cxlens.profiles import build_profiles
+    from cxlens.semantic.kept import refresh_sessions
 
     resolve(ws)
     build_profiles(ws)
+    refresh_sessions(ws)
 
 
 def ingest_file(ws: Workspace, table: str, path: Path, *, mapping: Mapping | None = None, source: str | None = None,

@@ -59,7 +59,7 @@ def _groups(ws: Any, by: str, catalog: Any) -> ir.Table:
     from cxlens.semantic.dimensions import profile_attributes
 
     cat = catalog if catalog is not None else catalog_for(ws)
-    ctx = cat.context(ws.table)
+    ctx = cat.context(ws)
     if by == "segment":
         m = cat.segment_members(ctx)
         return m.select(_gp=m.profile_id, group=m.segment.cast("string"))

@@ -27,6 +27,7 @@ import ibis.expr.types as ir
 from cxlens.errors import NotFoundError, UsageError, WorkspaceError
 from cxlens.identity.keys import KEY_TYPES, column_key
 from cxlens.profiles.lookup import Match, candidate_keys, resolve_identifier
+from cxlens.semantic.kept import refresh_sessions
 from cxlens.profiles.records import PERSON_TABLES, carried_keys, carries_any, trimmed
 from cxlens.workspace import DuckDBBackend, Workspace
 
@@ -55,6 +56,9 @@ def forget(ws: Workspace, identifier: str, dry_run: bool = False) -> dict[str, i
                 counts[table] = int(ws.sql(f"SELECT count(*) FROM ({rowids})").fetchone()[0])
             else:
                 counts[table] = int(ws.sql(f'DELETE FROM "{table}" WHERE rowid IN ({rowids})').fetchone()[0])
+        if not dry_run:
+            # The kept sessions hold the person's visits too (derived data is personal data).
+            refresh_sessions(ws)
     ordered = {t: counts.get(t, 0) for t in ERASED_TABLES}
     if match.profile_id is None and not any(ordered.values()):
         raise NotFoundError(f"Nothing in the workspace carries {identifier.strip()!r}; nothing was deleted.")

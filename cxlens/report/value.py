@@ -53,7 +53,7 @@ def summarize_value(ws: Any, currency: str, catalog: Any = None) -> ValueSummary
 def _declared(ws: Any, currency: str, catalog: Any) -> list[dict[str, str]]:
     """Each declared segment's customers, revenue, predicted value and growth potential."""
     try:
-        frame = catalog.segment_value(catalog.context(ws.table))
+        frame = catalog.segment_value(catalog.context(ws))
     except CxlensError:
         return []
     return [{"segment": f"{r.within} → {r.segment}" if isinstance(r.within, str) else str(r.segment),

@@ -79,7 +79,7 @@ class Measurer:
     def __init__(self, ws: Any, catalog: Catalog | None = None, *, materialize: bool = True):
         self.ws = ws
         self.catalog = catalog or catalog_for(ws)
-        self.context = self.catalog.context(ws.table, materialize=materialize)
+        self.context = self.catalog.context(ws, materialize=materialize)
 
     def close(self) -> None:
         """Drop the sources materialized so far (call before closing the workspace)."""

@@ -95,7 +95,7 @@ def compare_periods(ws: Any, metric_id: str, before: Period, after: Period, *, b
                     where: str | None = None, alpha: float = 0.05, catalog: Catalog | None = None) -> Baseline:
     """Compare a metric between two inclusive date windows (optionally per dimension value)."""
     catalog = catalog or catalog_for(ws)
-    ctx = catalog.context(ws.table)
+    ctx = catalog.context(ws)
     try:
         return compare_in(ctx, catalog, metric_id, before, after, by=by, where=where, alpha=alpha)
     finally:

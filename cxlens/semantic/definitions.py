@@ -338,7 +338,7 @@ def _check_compiles(catalog: "Catalog", metrics: list[Metric], dims: list[Dimens
 
     ws = Workspace.open(":memory:")
     try:
-        ctx = catalog.context(ws.table)
+        ctx = catalog.context(ws)
         for m in metrics:
             try:
                 compile_query(ctx, catalog, Query(metric=m.id, grain=m.default_grain if m.default_grain != "all" else "month"))

@@ -37,7 +37,7 @@ def segments_json(catalog: Catalog, ws: Any = None, *, value: bool = False) -> d
     if value:
         measured = []
         if catalog.segments:
-            frame = catalog.segment_value(catalog.context(ws.table, materialize=False))
+            frame = catalog.segment_value(catalog.context(ws, materialize=False))
             measured = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
                         for r in frame.to_dict("records")]
         out["value"] = measured

@@ -159,8 +159,12 @@ class Catalog:
                  .select(profile_id=features.profile_id, segment=ibis.literal(s.id)) for s in self.segments.values()]
         return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
-    def context(self, table: object, *, materialize: bool = False) -> Context:
-        return Context(table, self.engagement, self.lifespan_days, materialize=materialize)  # type: ignore[arg-type]
+    def context(self, source: object, *, materialize: bool = False) -> Context:
+        """A context over a workspace (whose kept derived tables it then uses) or a table function."""
+        table = getattr(source, "table", source)
+        workspace = source if table is not source else None
+        return Context(table, self.engagement, self.lifespan_days, materialize=materialize,  # type: ignore[arg-type]
+                       workspace=workspace)
 
     def set_engagement(self, settings: EngagementSettings) -> None:
         """Use other weights or caps for engagement_score (its formula is rebuilt from them)."""

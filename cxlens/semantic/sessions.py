@@ -58,8 +58,28 @@ def build_sessions(events: ir.Table) -> ir.Table:
     One engine query: the per-session group-by, then a window over the sessions for each
     visitor's first one (nothing is read twice, nothing needs materializing in between).
     """
+    return mark_new(session_rows(events).drop(*SESSION_KEY))
+
+
+def session_events(events: ir.Table) -> ir.Table:
+    """The events that belong to visits, narrowed to the columns sessions read, with `visitor`."""
     ev = events.filter(~events.event_type.isin(NON_SESSION_EVENTS))
-    ev = ev.select(*SESSION_COLUMNS, visitor=ibis.coalesce(ev.anonymous_id, ev.source + ":" + ev.customer_id, ev.profile_id))
+    return ev.select(*SESSION_COLUMNS, visitor=visitor_of(ev))
+
+
+def visitor_of(ev: ir.Table) -> ir.StringValue:
+    """Who made an event: the anonymous id, else the source's customer id, else the profile."""
+    return ibis.coalesce(ev.anonymous_id, ev.source + ":" + ev.customer_id, ev.profile_id)
+
+
+def session_rows(events: ir.Table) -> ir.Table:
+    """Sessions without the visitor-level `new` flag, keyed by (`_k1`, `_k2`, `_k3`).
+
+    The key is (source, session_id, 0) for a session the source named and ("~", visitor, visit
+    number) for one cut by inactivity; the kept sessions table (semantic/kept.py) stores these
+    rows and replaces them per visitor, so this must depend only on the events it is given.
+    """
+    ev = session_events(events)
     # Sessions are grouped on (k1, k2, k3) columns rather than a concatenated key: building a
     # string per event costs more than the grouping itself. The key text is made per session.
     with_id = ev.filter(ev.session_id.notnull())
@@ -90,7 +110,7 @@ def build_sessions(events: ir.Table) -> ir.Table:
     )
     s = s.mutate(**{c: s._touch[c] for c in FIRST_TOUCH})
     s = s.mutate(session_key=ibis.ifelse(s.k1 == "~", "~" + s.k2 + ":" + s.k3.cast("string"), s.k1 + ":" + s.k2),
-                 _host=referrer_host(s.referrer)).drop("k1", "k2", "k3", "_touch")
+                 _host=referrer_host(s.referrer)).drop("_touch")
     s = s.mutate(
         channel_group=channel_group(s.utm_medium, s.utm_source, s._host, s.referrer),
         traffic_source=ibis.coalesce(s.utm_source.nullif(""), s._host, ibis.literal("(direct)")),
@@ -101,8 +121,15 @@ def build_sessions(events: ir.Table) -> ir.Table:
         carted=(s.carts > 0).cast("int64"),
         lead=(s.leads > 0).cast("int64"),
     ).drop("_host", "properties", "ended", "page_events", "purchases", "carts", "leads")
-    # A visitor's first session ever: one window over the sessions (a group-by of the sessions
-    # joined back would read them twice and needs them materialized in between).
+    return s.rename(_k1="k1", _k2="k2", _k3="k3")
+
+
+def mark_new(s: ir.Table) -> ir.Table:
+    """`new` = 1 on each visitor's first session ever (and on sessions without a visitor).
+
+    One window over the sessions (a group-by of the sessions joined back would read them twice
+    and needs them materialized in between).
+    """
     first_of_visitor = ibis.row_number().over(group_by=s.visitor, order_by=[s.ts, s.session_key]) == 0
     return s.mutate(new=ibis.ifelse(s.visitor.isnull() | first_of_visitor, 1, 0))
 
@@ -128,3 +155,5 @@ FIRST_TOUCH = ("visitor", "channel", "referrer", "utm_source", "utm_medium", "ut
 SESSION_COLUMNS = ("event_id", "occurred_at", "event_type", "anonymous_id", "customer_id", "session_id", "channel",
                    "referrer", "utm_source", "utm_medium", "utm_campaign", "properties", "value", "profile_id", "source")
 """The event columns sessions read; selecting them first keeps the window sorts narrow."""
+SESSION_KEY = ("_k1", "_k2", "_k3")
+"""The columns of `session_rows` that identify a session; dropped from `build_sessions`."""

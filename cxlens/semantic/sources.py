@@ -21,6 +21,7 @@ import pandas as pd
 from cxlens.semantic.expressions import compile_expr
 from cxlens.semantic.ordered import first, last, order_key
 from cxlens.semantic.model import TRUNCATE_UNIT, EngagementSettings
+from cxlens.semantic.kept import kept_sessions
 from cxlens.semantic.sessions import build_sessions
 
 
@@ -39,8 +40,12 @@ class Context:
     """The workspace's tables plus settings and a cache of the sources built so far."""
 
     def __init__(self, table: Callable[[str], ir.Table], engagement: EngagementSettings | None = None,
-                 lifespan_days: int = 365, *, materialize: bool = False):
+                 lifespan_days: int = 365, *, materialize: bool = False, workspace: object | None = None):
         self.table = table
+        self.workspace = workspace
+        """The workspace `table` reads, when there is one: derived tables it keeps are used."""
+        self.kept_sources: set[str] = set()
+        """Sources read from a table the workspace keeps (materializing them would only copy them)."""
         self.materialize = materialize
         self.engagement = engagement or EngagementSettings()
         self.lifespan_days = lifespan_days
@@ -52,7 +57,7 @@ class Context:
         key = (name, request if SOURCES[name].periodic or SOURCES[name].derived_dims else Request("all"))
         if key not in self._cache:
             built = SOURCES[name].build(self, request)
-            if self.materialize and SOURCES[name].costly:
+            if self.materialize and SOURCES[name].costly and name not in self.kept_sources:
                 built = built.cache()
             self._cache[key] = built
         return self._cache[key]
@@ -124,7 +129,11 @@ def _events(ctx: Context, req: Request) -> ir.Table:
 
 
 def _sessions(ctx: Context, req: Request) -> ir.Table:
-    return build_sessions(ctx.table("events"))
+    kept = kept_sessions(ctx.workspace) if ctx.workspace is not None else None
+    if kept is None:
+        return build_sessions(ctx.table("events"))
+    ctx.kept_sources.add("sessions")
+    return kept
 
 
 def _surveys(ctx: Context, req: Request) -> ir.Table:

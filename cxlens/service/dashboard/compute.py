@@ -200,7 +200,7 @@ def latest_comments(ws: Any, catalog: Catalog, f: Filters, limit: int = COMMENTS
     if f.channel is not None:
         t = t.filter(t.channel == f.channel)
     if f.segment is not None:
-        members = catalog.profile_filter(catalog.context(ws.table, materialize=False), f.segment)
+        members = catalog.profile_filter(catalog.context(ws, materialize=False), f.segment)
         members = members.select(_wid=members.profile_id)
         t = t.semi_join(members, t.profile_id == members._wid)
     cols = ["responded_at", "survey_type", "score", "channel", "touchpoint", "comment"]
