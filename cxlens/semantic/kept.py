@@ -170,10 +170,9 @@ def _incremental(ws: object) -> None:
     ws.sql(f"INSERT INTO {TABLE} {_rows_sql(scope, new=False)}")  # type: ignore[attr-defined]
     ws.sql(f"INSERT INTO _cx_touched {of_dirty}")  # type: ignore[attr-defined]
     ws.sql(  # type: ignore[attr-defined]
-        f"UPDATE {TABLE} SET new = f.new FROM (SELECT _k1, _k2, _k3, CASE WHEN row_number() OVER "
+        f"UPDATE {TABLE} SET new = f.new FROM (SELECT rowid AS r, new AS was, CASE WHEN row_number() OVER "
         f"(PARTITION BY visitor ORDER BY ts, session_key) = 1 THEN 1 ELSE 0 END AS new FROM {TABLE} "
-        f"WHERE visitor IN (SELECT visitor FROM _cx_touched)) f "
-        f"WHERE {TABLE}._k1 = f._k1 AND {TABLE}._k2 = f._k2 AND {TABLE}._k3 = f._k3 AND {TABLE}.new <> f.new"
+        f"WHERE visitor IN (SELECT DISTINCT visitor FROM _cx_touched)) f WHERE {TABLE}.rowid = f.r AND f.was <> f.new"
     )
     ws.sql(f"UPDATE {TABLE} SET new = 1 WHERE visitor IS NULL AND new <> 1")  # type: ignore[attr-defined]
     ws.sql(f"DELETE FROM {KEYS} USING _cx_dirty d WHERE {KEYS}.k1 = d.k1 AND {KEYS}.k2 = d.k2")  # type: ignore[attr-defined]
