@@ -44,6 +44,7 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
     should not pay on every batch (see ServiceSettings.profiles_every)."""
     from cxlens.identity import resolve
     from cxlens.ingest.loader import ingest, ingest_file
+    from cxlens.semantic.kept import refresh_sessions
 
     source, last_seq, lines = spool.take(limit)
     if not lines:
@@ -60,6 +61,7 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
             else:
                 r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
                 resolve(ws)  # whatever else is pending, as ingest() does before its profile rebuild
+                refresh_sessions(ws)  # only the session keys this batch touched (ingest() does it too)
     finally:
         batch.unlink(missing_ok=True)
     spool.trim(source, last_seq)

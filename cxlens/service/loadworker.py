@@ -31,10 +31,13 @@ WATCH_SECONDS = 0.5
 """How often the loader process checks that the server is still there."""
 
 _spool: Spool | None = None
+_waiting: Any = None
+"""Set by the server while one of its callers waits for the workspace (see `someone_waits`)."""
 
 
-def _start(spool_path: str) -> None:
-    global _spool
+def _start(spool_path: str, waiting: Any = None) -> None:
+    global _spool, _waiting
+    _waiting = waiting
     try:
         os.nice(NICENESS)
     except (AttributeError, OSError):
@@ -56,6 +59,12 @@ def _flush(workspace: str, kwargs: dict[str, Any]) -> LoadReport:
     return flush(Path(workspace), _spool, **kwargs)
 
 
+def someone_waiting() -> bool:
+    """In the child: whether a caller in the server waits for the workspace (a background batch of
+    dashboard views then starts no further view)."""
+    return _waiting is not None and _waiting.is_set()
+
+
 def _ready() -> int:
     return os.getpid()
 
@@ -64,12 +73,21 @@ class LoadWorker:
     """One child process that runs `loader.flush` calls (and the dashboard's page computations), one at a time."""
 
     def __init__(self, spool_path: Path):
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-                                         initargs=(str(spool_path),))
+        context = multiprocessing.get_context("spawn")
+        self._waiting = context.Event()
+        self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start,
+                                         initargs=(str(spool_path), self._waiting))
         self.pid = self._pool.submit(_ready).result()  # pay the child's start-up (imports) now
 
     def flush(self, workspace: Path, **kwargs: Any) -> LoadReport:
         return self._pool.submit(_flush, str(workspace), kwargs).result()
+
+    def someone_waits(self, waiting: bool) -> None:
+        """Tell the child whether a caller waits for the workspace (cheap: a shared flag)."""
+        if waiting:
+            self._waiting.set()
+        else:
+            self._waiting.clear()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the child (a module-level function; arguments and result are pickled)."""

@@ -62,7 +62,7 @@ class Runtime:
     def workspace(self, wait: float = -1) -> Iterator[Workspace]:
         """The workspace, opened for this caller only (others in this process wait up to `wait`
         seconds, forever when negative; then WorkspaceError)."""
-        if not self._ws_lock.acquire(timeout=wait):
+        if not self._acquire(wait):
             raise WorkspaceError(f"The workspace {self.settings.workspace} is busy loading events; try again in a few seconds.")
         try:
             before = self._file_stamp()
@@ -75,6 +75,23 @@ class Runtime:
                     self.writes += 1
         finally:
             self._ws_lock.release()
+
+    def _acquire(self, timeout: float = -1) -> bool:
+        """Take the workspace lock as a caller someone waits for: background work (the dashboard's
+        refresh, in the loader's child) sees the wait and starts no further view until it is served."""
+        with self._urgent_lock:
+            self._urgent += 1
+            self._signal()
+        try:
+            return self._ws_lock.acquire(timeout=timeout)
+        finally:
+            with self._urgent_lock:
+                self._urgent -= 1
+                self._signal()
+
+    def _signal(self) -> None:
+        if self._worker is not None:
+            self._worker.someone_waits(self._urgent > 0)
 
     def _file_stamp(self) -> tuple[int, int]:
         path = self.settings.workspace
@@ -103,13 +120,7 @@ class Runtime:
                     self._ws_lock.release()
                 time.sleep(IDLE_WAIT_SECONDS)
         else:
-            with self._urgent_lock:
-                self._urgent += 1
-            try:
-                self._ws_lock.acquire()
-            finally:
-                with self._urgent_lock:
-                    self._urgent -= 1
+            self._acquire()
         try:
             if self._worker is not None:
                 return self._worker.call(fn, *args)
@@ -150,9 +161,12 @@ class Runtime:
                 backlog = self.spool.quick_backlog()  # also corrects the back-pressure estimate
                 if first or (backlog and time.monotonic() >= next_load):
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
-                    with self._ws_lock:
+                    self._acquire()
+                    try:
                         self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
                                                      threads=self.settings.load_threads, profiles=profiles)
+                    finally:
+                        self._ws_lock.release()
                     next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches and (profiles or self.last_load.backlog == 0):
                         profiles_at = time.monotonic()

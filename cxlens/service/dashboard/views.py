@@ -124,25 +124,27 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
 
     Views computed together share one measurer, so the overview by week, by quarter and for each
     segment build the derived sources (sessions, cases) once; after `budget` seconds no further
-    view is started (the first always is), so the workspace is not held for long. Runs in the
+    view is started (the first always is), nor once a caller in the server waits for the workspace,
+    so the workspace is not held for long. Runs in the
     loader's child process when there is one: the engine work and the Python work (tiles,
     figures, rendering) then never hold the GIL the server's requests need.
     """
-    from cxlens.semantic import Catalog, Measurer
+    from cxlens.semantic import Measurer
     from cxlens.semantic.registry import definitions_path
     from cxlens.service.dashboard.compute import BatchMeasurer
+    from cxlens.service.loadworker import someone_waiting
     from cxlens.workspace import Workspace
 
     path = Path(workspace)
     stamp = data_stamp(path)
     as_of, started = time.time(), time.perf_counter()
-    catalog = Catalog.load(definitions_path(path))
+    catalog = _catalog(definitions_path(path))
     views: list[View] = []
     with Workspace.open(path) as ws, Measurer(ws, catalog) as shared:
         measurer = BatchMeasurer(shared)
         for page, f in keys:
-            if views and time.perf_counter() - started > budget:
-                break
+            if views and budget != float("inf") and (time.perf_counter() - started > budget or someone_waiting()):
+                break  # a background batch: a reader, a load or an API call waits for the workspace
             began = time.perf_counter()
             template, compute_page = _content(page)
             context = {"filters": f, "segments": catalog.segments, **compute_page(ws, catalog, f, measurer)}
@@ -150,6 +152,22 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
             html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
             views.append(View(page, f, html, html_pii, stamp, as_of, round(time.perf_counter() - began, 3), writes))
     return views
+
+
+_CATALOGS: dict[Path | None, tuple[Any, Any]] = {}
+"""Catalogues loaded by this process (the loader's child computes every view), by definitions file."""
+
+
+def _catalog(path: Path | None) -> Any:
+    """The catalogue of a definitions file, loaded again only when the file changed; views only read it."""
+    from cxlens.semantic import Catalog
+    from cxlens.semantic.registry import definitions_version
+
+    version = definitions_version(path)
+    kept = _CATALOGS.get(path)
+    if kept is None or kept[0] != version:
+        kept = _CATALOGS[path] = (version, Catalog.load(path))
+    return kept[1]
 
 
 def order_channels(workspace: str, limit: int = CHANNELS) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -25,14 +24,10 @@ def catalog(request: Request) -> Any:
     Loading it checks every definition (0.3 s with the demo's segments), so the app keeps it
     until the file changes (its mtime or size); the read API and the dashboard share it, read-only."""
     from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_path
+    from cxlens.semantic.registry import definitions_path, definitions_version
 
     path = definitions_path(runtime(request).settings.workspace)
-    try:
-        stat = os.stat(path) if path is not None else None
-        version = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
-    except FileNotFoundError:
-        version = None
+    version = definitions_version(path)
     kept = getattr(request.app.state, "catalog", None)
     if kept is not None and kept[0] == version:
         return kept[1]
