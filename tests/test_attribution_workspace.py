@@ -204,6 +204,24 @@ def test_paths_equal_a_pandas_computation(journeys: Journeys, data: dict[str, pd
     assert 0 < on_own < len(clicks)  # some clicks landed on a session, some are touches of their own
 
 
+def test_paths_from_the_kept_sessions_equal_the_pandas_computation(ws_file: Path, data: dict[str, pd.DataFrame]) -> None:
+    """An ingested workspace keeps its sessions (semantic/kept.py): attribution reads them, same paths."""
+    import shutil
+
+    from cxlens.semantic.kept import kept_sessions, refresh_sessions
+
+    copy = Path(shutil.copy(ws_file, ws_file.with_name("kept.duckdb")))
+    with Workspace.open(copy) as ws:
+        refresh_sessions(ws)
+        assert kept_sessions(ws) is not None
+        with Journeys(ws) as j:
+            for by in ("channel", "campaign"):
+                expected, _, unattributed = reference_paths(data, by)
+                built = j.paths(by)  # type: ignore[arg-type]
+                assert as_dict(built.paths) == expected
+                assert built.unattributed_orders == unattributed
+
+
 def test_the_lookback_window_changes_paths_as_in_pandas(journeys: Journeys, ws_file: Path,
                                                         data: dict[str, pd.DataFrame]) -> None:
     expected, _, _ = reference_paths(data, "channel", lookback_days=7)

@@ -34,6 +34,7 @@ from cxlens.attribution.models import attribute, check_model
 from cxlens.attribution.paths import PathCounts, touch_counts
 from cxlens.attribution.result import AttributionResult, make_result
 from cxlens.errors import NotFoundError, UsageError
+from cxlens.semantic.kept import kept_sessions
 from cxlens.semantic.sessions import build_sessions, channel_group
 
 By = Literal["channel", "campaign", "personalized", "channel-personalized"]
@@ -74,7 +75,9 @@ def _campaign_lookup(events: ir.Table) -> ir.Table:
 def all_touches(ws: Any) -> ir.Table:
     """(profile_id, ts, channel, campaign, personalized): one row per touch of a resolved profile."""
     events = ws.table("events")
-    sessions = build_sessions(events)
+    sessions = kept_sessions(ws)  # the workspace's kept sessions while they match the events
+    if sessions is None:
+        sessions = build_sessions(events)
     sessions = sessions.filter(sessions.profile_id.notnull())
     lookup = _campaign_lookup(events)
     s = sessions.left_join(lookup, sessions.utm_campaign == lookup._utm)
