@@ -113,6 +113,9 @@ def refresh_sessions(ws: object, *, progress: Callable[[str], None] | None = Non
             f"CREATE OR REPLACE TEMP TABLE _cx_fp AS SELECT {_K1} AS k1, {_K2} AS k2, count(*) AS n, "
             f"sum({_HASH}) AS h FROM ({_web_events_sql()}) GROUP BY 1, 2"
         )
+        # The stamp of exactly the events fingerprinted here (the same sums as `fingerprint`).
+        n, h = ws.sql("SELECT coalesce(sum(n), 0), coalesce(sum(h), 0) FROM _cx_fp").fetchone()  # type: ignore[attr-defined]
+        now = f"v{VERSION}:{n}:{h}"
         stored_ok = TABLE in have and KEYS in have and (_stored(ws) or "").startswith(f"v{VERSION}:")
         total = _count(ws, "_cx_fp")
         dirty = _dirty(ws) if stored_ok else total
