@@ -8,7 +8,6 @@ service never keeps it open between requests and loads, and the CLI can use it m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from cxlens.service.loader import LoadReport, flush
 from cxlens.service.settings import ServiceSettings
 from cxlens.service.spool import Spool
 from cxlens.workspace import Workspace
+from cxlens.workspace.workspace import file_stamp
 
 log = logging.getLogger("cxlens.service")
 
@@ -94,14 +94,7 @@ class Runtime:
             self._worker.someone_waits(self._urgent > 0)
 
     def _file_stamp(self) -> tuple[int, int]:
-        path = self.settings.workspace
-        stamps = []
-        for p in (path, path.with_name(path.name + ".wal")):
-            try:
-                stamps.append(os.stat(p).st_mtime_ns)
-            except FileNotFoundError:
-                stamps.append(0)
-        return stamps[0], stamps[1]
+        return file_stamp(self.settings.workspace)
 
     def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
             cancel: threading.Event | None = None) -> T:

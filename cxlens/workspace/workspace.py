@@ -24,6 +24,18 @@ def default_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
 
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(mtime of the DuckDB file, mtime of its write-ahead log) in ns, 0 for a missing file: it
+    changes whenever anything writes to the workspace, which is how the service notices writes."""
+    stamps = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            stamps.append(os.stat(p).st_mtime_ns)
+        except FileNotFoundError:
+            stamps.append(0)
+    return stamps[0], stamps[1]
+
+
 class Workspace:
     """Canonical tables on one engine, migrated to the current schema version."""
 

@@ -55,14 +55,14 @@ env.filters["masked"] = _masked_emails
 def data_stamp(workspace: Path) -> Stamp:
     """Changes whenever the workspace file, its write-ahead log or its definitions file is written."""
     from cxlens.semantic.registry import definitions_path
+    from cxlens.workspace.workspace import file_stamp
 
-    def mtime(p: Path | None) -> int:
-        try:
-            return os.stat(p).st_mtime_ns if p is not None else 0
-        except FileNotFoundError:
-            return 0
-
-    return mtime(workspace), mtime(workspace.with_name(workspace.name + ".wal")), mtime(definitions_path(workspace))
+    definitions = definitions_path(workspace)
+    try:
+        mtime = os.stat(definitions).st_mtime_ns if definitions is not None else 0
+    except FileNotFoundError:
+        mtime = 0
+    return (*file_stamp(workspace), mtime)
 
 
 def view_filters(page: str, f: Filters) -> Filters:
