@@ -200,3 +200,25 @@ def test_profiles_forget_removes_the_person_from_the_kept_sessions(ws: Workspace
     forget(ws, "anonymous_id:a5")
     assert ws.sql(f"SELECT count(*) FROM {TABLE} WHERE visitor = 'a5'").fetchone()[0] == 0
     assert_kept_equals_fresh(ws)
+
+
+def test_cli_metrics_refresh_after_rows_written_by_hand(ws_path: Path) -> None:
+    from conftest import run_cli
+
+    with Workspace.open(ws_path) as w:
+        insert(w, random_events(np.random.default_rng(8), 150, 0))
+    res = run_cli("metrics", "refresh", "--format", "json", workspace=ws_path)
+    assert res.returncode == 0, res.stderr
+    first = json.loads(res.stdout)
+    with Workspace.open(ws_path) as w:
+        fresh = len(build_sessions(w.table("events")).to_pandas())
+        insert(w, random_events(np.random.default_rng(9), 3, 5_000))
+        assert kept_sessions(w) is None
+    assert first["mode"] == "full" and first["sessions"] == fresh and first["seconds"] >= 0
+    res = run_cli("metrics", "refresh", "--format", "json", workspace=ws_path)
+    again = json.loads(res.stdout)
+    assert again["mode"] == "incremental" and 0 < again["keys"] <= 3
+    table = run_cli("metrics", "refresh", workspace=ws_path)
+    assert table.returncode == 0 and "already current" in table.stdout
+    with Workspace.open(ws_path) as w:
+        assert_kept_equals_fresh(w)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from cxlens.cli.context import load_catalog, open_workspace
-from cxlens.cli.output import Format, console, print_json, print_rows
+from cxlens.cli.output import Format, console, err_console, print_json, print_rows
 from cxlens.errors import UsageError
 
 if TYPE_CHECKING:
@@ -276,6 +276,36 @@ def check_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION] =
         return
     console.print(f"{catalog.path}: OK — {len(custom)} metrics, {len(out['dimensions'])} dimensions, "
                   f"{len(out['segments'])} segments.")
+
+
+@metrics_app.command("refresh")
+def refresh_command(ctx: typer.Context, format: Annotated[Format, FORMAT_OPTION] = Format.table) -> None:
+    """Bring the sessions the workspace keeps up to date with its events.
+
+    Every ingest, spool load, `identity resolve` and `forget` does this already; run it after
+    writing events by hand with SQL (until then metrics build sessions from the events, slower).
+    Only the sessions whose events changed are rebuilt.
+
+    Examples:
+
+      cxlens metrics refresh
+
+      cxlens --workspace shop.duckdb metrics refresh --format json
+    """
+    from dataclasses import asdict
+
+    from cxlens.semantic.kept import refresh_sessions
+
+    with open_workspace(ctx) as ws:
+        with err_console.status("Refreshing the kept sessions..."):
+            done = refresh_sessions(ws)
+    out = {**asdict(done), "seconds": round(done.seconds, 3)}
+    if format is Format.json:
+        print_json(out)
+        return
+    what = {"current": "already current", "incremental": f"{done.keys:,} session keys rebuilt",
+            "full": "rebuilt in full", "skipped": "not kept on this engine"}[done.mode]
+    console.print(f"Kept sessions: {what}; {done.sessions:,} sessions ({done.seconds:.1f} s).")
 
 
 @metrics_app.command("docs")
