@@ -273,6 +273,31 @@ def test_a_kept_view_equals_a_fresh_computation(dashboard_env: dict, reader: htt
     assert value == pytest.approx(valid_revenue(dashboard_env["orders"], start, month_end(start)))
 
 
+def test_a_channel_first_viewed_reuses_answers_of_the_same_data(dashboard_env: dict, tmp_path: Path) -> None:
+    """A channel's overview asks the same queries as another channel's (every metric cut by
+    channel): on the same data its first view reuses them, and shows what a fresh computation
+    shows, including the revenue tile against pandas; new data gets new answers."""
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._ANSWERS.clear()
+    views.build_view(str(ws), "overview", Filters(channel="store"))
+    asked = len(views._ANSWERS[ws][1])
+    online = tiles(views.build_view(str(ws), "overview", Filters(channel="online")).html)
+    assert len(views._ANSWERS[ws][1]) == asked > 0  # nothing new was asked of the engine
+    views._ANSWERS.clear()
+    fresh = tiles(views.build_view(str(ws), "overview", Filters(channel="online")).html)
+    assert online == fresh and len(online) > 10
+    period, value = online["revenue"]
+    start = date.fromisoformat(period)
+    assert value == pytest.approx(valid_revenue(dashboard_env["orders"], start, month_end(start), "online"))
+    with Workspace.open(ws) as w:  # new data: the stamp changes, so do the answers
+        w.sql("UPDATE orders SET revenue = revenue * 2 WHERE channel = 'online'")
+    doubled = tiles(views.build_view(str(ws), "overview", Filters(channel="online")).html)
+    assert doubled["revenue"][1] == pytest.approx(2 * value)
+
+
 def _copy_workspace(env: dict, root: Path) -> Path:
     ws = root / "cxlens.duckdb"
     shutil.copy2(env["ws"], ws)

@@ -115,9 +115,10 @@ class BatchMeasurer:
     they run once. Answers are only reused for identical arguments.
     """
 
-    def __init__(self, measurer: Measurer):
+    def __init__(self, measurer: Measurer, answers: dict[tuple[Any, ...], dict[str, Any]] | None = None):
         self.measurer = measurer
-        self._answers: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._answers: dict[tuple[Any, ...], dict[str, Any]] = {} if answers is None else answers
+        """Answers by arguments; a caller may pass answers kept from earlier batches on the same data."""
 
     def measure_many(self, metrics: list[str], **kwargs: Any) -> dict[str, Any]:
         key = (tuple(metrics), *sorted((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in kwargs.items()))
