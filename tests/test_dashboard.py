@@ -288,9 +288,11 @@ def test_a_channel_first_viewed_reuses_answers_of_the_same_data(dashboard_env: d
     assert len(views._ANSWERS[ws][1]) == asked > 0  # nothing new was asked of the engine
     views._ANSWERS.clear()
     fresh = tiles(views.build_view(str(ws), "overview", Filters(channel="online")).html)
-    assert online == fresh and len(online) > 10
-    period, value = online["revenue"]
-    start = date.fromisoformat(period)
+    assert online.keys() == fresh.keys() and len(online) > 10
+    for metric, (period, value) in online.items():  # the engine's parallel sums may round differently
+        assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
+    start = date.fromisoformat(online["revenue"][0])
+    value = online["revenue"][1]
     assert value == pytest.approx(valid_revenue(dashboard_env["orders"], start, month_end(start), "online"))
     with Workspace.open(ws) as w:  # new data: the stamp changes, so do the answers
         w.sql("UPDATE orders SET revenue = revenue * 2 WHERE channel = 'online'")
