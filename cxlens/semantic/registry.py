@@ -45,6 +45,21 @@ def definitions_version(path: Path | None) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+class KeptCatalogs:
+    """Catalogues kept by definitions file until the file changes (its mtime or size): loading one
+    checks every definition (0.3 s with the demo's segments). Callers only read what they get."""
+
+    def __init__(self) -> None:
+        self._kept: dict[Path | None, tuple[tuple[int, int] | None, Catalog]] = {}
+
+    def get(self, path: Path | None) -> Catalog:
+        version = definitions_version(path)
+        kept = self._kept.get(path)
+        if kept is None or kept[0] != version:
+            kept = self._kept[path] = (version, Catalog.load(path))
+        return kept[1]
+
+
 @dataclass
 class Catalog:
     """Metrics, dimensions and segments by id."""

@@ -65,13 +65,13 @@ class Runtime:
         if not self._acquire(wait):
             raise WorkspaceError(f"The workspace {self.settings.workspace} is busy loading events; try again in a few seconds.")
         try:
-            before = self._file_stamp()
+            before = file_stamp(self.settings.workspace)
             ws = Workspace.open(self.settings.workspace)
             try:
                 yield ws
             finally:
                 ws.close()
-                if self._file_stamp() != before:
+                if file_stamp(self.settings.workspace) != before:
                     self.writes += 1
         finally:
             self._ws_lock.release()
@@ -92,9 +92,6 @@ class Runtime:
     def _signal(self) -> None:
         if self._worker is not None:
             self._worker.someone_waits(self._urgent > 0)
-
-    def _file_stamp(self) -> tuple[int, int]:
-        return file_stamp(self.settings.workspace)
 
     def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
             cancel: threading.Event | None = None) -> T:

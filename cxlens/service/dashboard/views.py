@@ -9,7 +9,6 @@ is a module-level function so it can run there).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -54,15 +53,11 @@ env.filters["masked"] = _masked_emails
 
 def data_stamp(workspace: Path) -> Stamp:
     """Changes whenever the workspace file, its write-ahead log or its definitions file is written."""
-    from cxlens.semantic.registry import definitions_path
+    from cxlens.semantic.registry import definitions_path, definitions_version
     from cxlens.workspace.workspace import file_stamp
 
-    definitions = definitions_path(workspace)
-    try:
-        mtime = os.stat(definitions).st_mtime_ns if definitions is not None else 0
-    except FileNotFoundError:
-        mtime = 0
-    return (*file_stamp(workspace), mtime)
+    definitions = definitions_version(definitions_path(workspace))
+    return (*file_stamp(workspace), definitions[0] if definitions else 0)
 
 
 def view_filters(page: str, f: Filters) -> Filters:
@@ -130,7 +125,7 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     figures, rendering) then never hold the GIL the server's requests need.
     """
     from cxlens.semantic import Measurer
-    from cxlens.semantic.registry import definitions_path
+    from cxlens.semantic.registry import KeptCatalogs, definitions_path
     from cxlens.service.dashboard.compute import BatchMeasurer
     from cxlens.service.loadworker import someone_waiting
     from cxlens.workspace import Workspace
@@ -138,7 +133,10 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     path = Path(workspace)
     stamp = data_stamp(path)
     as_of, started = time.time(), time.perf_counter()
-    catalog = _catalog(definitions_path(path))
+    global _CATALOGS
+    if _CATALOGS is None:
+        _CATALOGS = KeptCatalogs()
+    catalog = _CATALOGS.get(definitions_path(path))
     views: list[View] = []
     with Workspace.open(path) as ws, Measurer(ws, catalog) as shared:
         measurer = BatchMeasurer(shared, _answers(path, stamp))
@@ -154,6 +152,8 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     return views
 
 
+_CATALOGS: Any = None
+"""The KeptCatalogs of the views this process computes (the loader's child computes every view)."""
 _ANSWERS: dict[Path, tuple[Stamp, dict[tuple[Any, ...], dict[str, Any]]]] = {}
 """`measure_many` answers of the views this process computed, per workspace, for its current data
 version (the stamp covers the definitions file too). The overview for a channel nobody asked for
@@ -166,22 +166,6 @@ def _answers(path: Path, stamp: Stamp) -> dict[tuple[Any, ...], dict[str, Any]]:
     kept = _ANSWERS.get(path)
     if kept is None or kept[0] != stamp or len(kept[1]) > ANSWERS_MAX:
         kept = _ANSWERS[path] = (stamp, {})
-    return kept[1]
-
-
-_CATALOGS: dict[Path | None, tuple[Any, Any]] = {}
-"""Catalogues loaded by this process (the loader's child computes every view), by definitions file."""
-
-
-def _catalog(path: Path | None) -> Any:
-    """The catalogue of a definitions file, loaded again only when the file changed; views only read it."""
-    from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_version
-
-    version = definitions_version(path)
-    kept = _CATALOGS.get(path)
-    if kept is None or kept[0] != version:
-        kept = _CATALOGS[path] = (version, Catalog.load(path))
     return kept[1]
 
 

@@ -19,21 +19,14 @@ EMAIL = re.compile(r"[^\s@:,;<>\"']+@[^\s@:,;<>\"']+")
 
 
 def catalog(request: Request) -> Any:
-    """The catalogue of the served workspace: built-in metrics plus its definitions file.
+    """The catalogue of the served workspace: built-in metrics plus its definitions file, kept by
+    the app until the file changes; the read API and the dashboard share it, read-only."""
+    from cxlens.semantic.registry import KeptCatalogs, definitions_path
 
-    Loading it checks every definition (0.3 s with the demo's segments), so the app keeps it
-    until the file changes (its mtime or size); the read API and the dashboard share it, read-only."""
-    from cxlens.semantic import Catalog
-    from cxlens.semantic.registry import definitions_path, definitions_version
-
-    path = definitions_path(runtime(request).settings.workspace)
-    version = definitions_version(path)
-    kept = getattr(request.app.state, "catalog", None)
-    if kept is not None and kept[0] == version:
-        return kept[1]
-    loaded = Catalog.load(path)
-    request.app.state.catalog = (version, loaded)
-    return loaded
+    kept = getattr(request.app.state, "catalogs", None)
+    if kept is None:
+        kept = request.app.state.catalogs = KeptCatalogs()
+    return kept.get(definitions_path(runtime(request).settings.workspace))
 
 
 @router.get("/metrics")
