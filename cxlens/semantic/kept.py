@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 TABLE = "cxlens_sessions"
 KEYS = "cxlens_session_keys"
 META_KEY = "sessions_fingerprint"
-VERSION = "1"
+VERSION = "2"
 """Bumped when the session definition changes: a table built by older code is then rebuilt."""
 FULL_SHARE = 0.25
 """Above this share of session keys changed, one full rebuild is cheaper than deleting and re-inserting."""
@@ -99,6 +99,11 @@ def kept_sessions(ws: Workspace) -> ir.Table | None:
     stored = _stored(ws)
     if stored is None or stored != fingerprint(ws):
         return None
+    return kept_table(ws)
+
+
+def kept_table(ws: Workspace) -> ir.Table:
+    """The kept sessions as they are (only after `kept_sessions` found them current)."""
     return ws.table(TABLE).drop(*SESSION_KEY)
 
 

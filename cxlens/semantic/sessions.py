@@ -91,7 +91,9 @@ def session_rows(events: ir.Table) -> ir.Table:
 
     t = rows.event_type
     key = order_key(rows.occurred_at, rows.event_id)
-    pages = t.isin(PAGE_EVENTS).cast("int64").sum()
+    # Counts, not sums of 0/1: a sum is a HUGEINT in DuckDB, and a HUGEINT column of the kept
+    # sessions scanned ~40x slower than a BIGINT one (0.13 s vs 3 ms for 1M sessions).
+    pages = rows.count(where=t.isin(PAGE_EVENTS))
     # The first-touch columns come from one arg_min of a struct: the sort key is compared once
     # per row instead of once per column (a third of the group-by's time on 10M events).
     touch = ibis.struct({c: rows[c] for c in FIRST_TOUCH})
@@ -101,9 +103,9 @@ def session_rows(events: ir.Table) -> ir.Table:
         events=rows.count(),
         pages=pages,
         page_events=pages,
-        purchases=(t == "purchase").cast("int64").sum(),
-        carts=(t == "add_to_cart").cast("int64").sum(),
-        leads=t.isin(LEAD_EVENTS).cast("int64").sum(),
+        purchases=rows.count(where=t == "purchase"),
+        carts=rows.count(where=t == "add_to_cart"),
+        leads=rows.count(where=t.isin(LEAD_EVENTS)),
         revenue=ibis.ifelse(t == "purchase", rows.value.fill_null(0), 0).sum(),
         profile_id=first(rows.profile_id, key, skip_null=True),
         _touch=first(touch, key),
