@@ -60,17 +60,24 @@ def _axis(unit: str, currency: str, values: Sequence[float]) -> dict[str, Any]:
     return {"tickformat": ",.0f" if big else ",.2f"}
 
 
+def _layout_spec(title: str, unit: str, currency: str, values: Sequence[float], *, height: int = 280,
+                 legend: bool = False) -> dict[str, Any]:
+    """The layout every chart shares, as one dict: Plotly checks it once (setting it piece by
+    piece with update_xaxes and friends made each trend cost 14 ms instead of 1.5 ms)."""
+    return {
+        "title": {"text": title, "x": 0, "font": {"size": 14}}, "height": height,
+        "margin": {"l": 50, "r": 12, "t": 40, "b": 30}, "template": "none", "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff", "showlegend": legend, "hovermode": "x unified",
+        "legend": {"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
+        "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 11},
+        "xaxis": {"showgrid": False, "linecolor": "#cbd5e1", "ticks": "outside", "tickcolor": "#cbd5e1", "automargin": True},
+        "yaxis": {"gridcolor": "#e2e8f0", "zerolinecolor": "#cbd5e1", "automargin": True, **_axis(unit, currency, values)},
+    }
+
+
 def _layout(fig: go.Figure, title: str, unit: str, currency: str, values: Sequence[float], *, height: int = 280,
             legend: bool = False) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0, "font": {"size": 14}}, height=height, margin={"l": 50, "r": 12, "t": 40, "b": 30},
-        template="none", paper_bgcolor="#ffffff", plot_bgcolor="#ffffff", showlegend=legend, hovermode="x unified",
-        legend={"orientation": "h", "y": -0.18, "x": 0, "font": {"size": 11}},
-        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 11},
-    )
-    fig.update_xaxes(showgrid=False, linecolor="#cbd5e1", ticks="outside", tickcolor="#cbd5e1", automargin=True)
-    fig.update_yaxes(gridcolor="#e2e8f0", zerolinecolor="#cbd5e1", automargin=True, **_axis(unit, currency, values))
-    return fig
+    return fig.update_layout(_layout_spec(title, unit, currency, values, height=height, legend=legend))
 
 
 def trend(tile: Tile, currency: str, baseline: tuple[date, date] | None = None) -> go.Figure:
@@ -79,17 +86,22 @@ def trend(tile: Tile, currency: str, baseline: tuple[date, date] | None = None) 
     x = [p.period for p in tile.points]
     y = [p.value for p in tile.points]
     text = [format_value(v, m.unit, currency) for v in y]
-    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", line={"color": PALETTE[0], "width": 2},
-                               marker={"size": 5}, customdata=text, name=m.label,
-                               hovertemplate="%{customdata}<extra></extra>"))
-    if baseline is not None:
-        fig.add_vrect(x0=baseline[0], x1=baseline[1], fillcolor="#fde68a", opacity=0.35, line_width=0,
-                      annotation_text="baseline", annotation_position="top left")
-    elif tile.baseline is not None:
-        fig.add_hline(y=tile.baseline.value, line_dash="dot", line_color="#a16207", line_width=1,
-                      annotation_text="baseline", annotation_position="bottom right")
+    line = {"type": "scatter", "x": x, "y": y, "mode": "lines+markers", "line": {"color": PALETTE[0], "width": 2},
+            "marker": {"size": 5}, "customdata": text, "name": m.label, "hovertemplate": "%{customdata}<extra></extra>"}
     title = m.label + (f" · {tile.group}" if tile.group else "")
-    return _layout(fig, title, m.unit, currency, y)
+    layout = _layout_spec(title, m.unit, currency, y)
+    if baseline is not None:
+        layout["shapes"] = [{"type": "rect", "x0": baseline[0], "x1": baseline[1], "xref": "x", "y0": 0, "y1": 1,
+                             "yref": "y domain", "fillcolor": "#fde68a", "opacity": 0.35, "line": {"width": 0}}]
+        layout["annotations"] = [{"text": "baseline", "showarrow": False, "x": baseline[0], "xref": "x", "xanchor": "left",
+                                  "y": 1, "yref": "y domain", "yanchor": "top"}]
+    elif tile.baseline is not None:
+        value = tile.baseline.value
+        layout["shapes"] = [{"type": "line", "x0": 0, "x1": 1, "xref": "x domain", "y0": value, "y1": value, "yref": "y",
+                             "line": {"color": "#a16207", "dash": "dot", "width": 1}}]
+        layout["annotations"] = [{"text": "baseline", "showarrow": False, "x": 1, "xref": "x domain", "xanchor": "right",
+                                  "y": value, "yref": "y", "yanchor": "top"}]
+    return go.Figure({"data": [line], "layout": layout})
 
 
 def breakdown(frame: pd.DataFrame, by: str, title: str, chart: str, unit: str, currency: str) -> go.Figure:
