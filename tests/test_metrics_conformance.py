@@ -245,3 +245,89 @@ def test_spark_matches_reference(spark_measurer: Measurer, prepared: PreparedTab
     got = engine_frame(spark_measurer, metric, grain, by, window)
     want = expected(prepared, metric, grain, by, window)
     assert_same(got, want, keys_of(grain, by), f"spark {metric}/{grain}/{by}", rel=1e-6)
+
+
+RANGES = [(date(2025, 2, 10), date(2025, 8, 20)), (date(2025, 3, 1), date(2025, 5, 31)), (date(2025, 4, 15), None),
+          (None, date(2025, 6, 30)), (None, None)]
+"""Date ranges a dashboard reader might pick in turn: the first dated one compiles, the others reuse."""
+
+
+@pytest.fixture(scope="module")
+def kept_file(tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame]) -> Any:
+    from cxlens.semantic.kept import refresh_sessions
+
+    path = tmp_path_factory.mktemp("templates") / "fixture.duckdb"
+    with Workspace.open(path) as ws:
+        fill(ws, tables)
+        refresh_sessions(ws)
+    return path
+
+
+def _catalogue(grain: str, by: tuple[str, ...]) -> list[str]:
+    return [m for m in METRICS if all(d in CATALOG.dimensions_for(CATALOG.metrics[m]) for d in by)]
+
+
+@pytest.mark.parametrize("grain,by", [("month", ()), ("quarter", ("country",))], ids=str)
+def test_compiled_queries_reused_for_other_dates_match_reference(kept_file: Any, prepared: PreparedTables, grain: str,
+                                                                 by: tuple[str, ...]) -> None:
+    """Queries compiled once (cxlens.semantic.templates) and reused for other date ranges, on new
+    connections as the dashboard opens them, give the reference's numbers for each range; after the
+    first dated range, other dated ranges (open at either end too) compile nothing."""
+    from cxlens.semantic.templates import Templates
+
+    templates = Templates()
+    ids = _catalogue(grain, by)
+    compiled_first = None
+    for since, until in RANGES:
+        with Workspace.open(kept_file) as ws, Measurer(ws, CATALOG, templates=templates) as m:
+            got = m.measure_many(ids, grain=grain, by=by, since=since, until=until)
+        window = {"since": since, "until": until}
+        for mid in ids:
+            res = got[mid]
+            assert_same(res.frame, expected(prepared, mid, grain, res.query.by, window), keys_of(grain, res.query.by),
+                        f"templates {mid}/{grain}/{res.query.by} {since}..{until}")
+        if compiled_first is None:
+            compiled_first = templates.compiled
+            assert compiled_first >= 12  # every source's batch became a template (none fell back)
+        elif since is not None or until is not None:
+            assert templates.compiled == compiled_first, f"{since}..{until} compiled again"
+    assert templates.hits >= 3 * compiled_first
+
+
+def test_compiled_queries_follow_new_data(tmp_path: Any, tables: dict[str, pd.DataFrame]) -> None:
+    """Templates outlive loads: the values read from the data while compiling (the latest activity,
+    the subscription periods) are checked, and a query built on values that no longer hold is
+    compiled again; the numbers equal the reference on the new data."""
+    from cxlens.semantic.kept import refresh_sessions
+    from cxlens.semantic.templates import Templates
+
+    path = tmp_path / "moving.duckdb"
+    with Workspace.open(path) as ws:
+        fill(ws, tables)
+        refresh_sessions(ws)
+    templates = Templates()
+    ids = _catalogue("month", ())
+    window = {"since": date(2025, 1, 1), "until": date(2026, 3, 31)}
+    with Workspace.open(path) as ws, Measurer(ws, CATALOG, templates=templates) as m:
+        m.measure_many(ids, grain="month", **window)
+    first = templates.compiled
+    later = {name: frame.copy() for name, frame in tables.items()}
+    orders, subs = later["orders"], later["subscriptions"]
+    last_order = orders[orders["profile_id"].notna()].iloc[-1].to_dict()
+    last_order.update(order_id="late-1", ordered_at=pd.Timestamp("2026-02-14 10:00"), status="completed")
+    later["orders"] = pd.concat([orders, pd.DataFrame([last_order])], ignore_index=True)
+    last_sub = subs.iloc[-1].to_dict()
+    last_sub.update(subscription_id="late-sub", started_at=pd.Timestamp("2025-12-20"), ended_at=pd.Timestamp("2026-03-02"))
+    later["subscriptions"] = pd.concat([subs, pd.DataFrame([last_sub])], ignore_index=True)
+    with Workspace.open(path) as ws:
+        fill(ws, later)
+        refresh_sessions(ws)
+    with Workspace.open(path) as ws, Measurer(ws, CATALOG, templates=templates) as m:
+        got = m.measure_many(ids, grain="month", **window)
+    again = templates.compiled - first
+    assert 0 < again < first  # the queries on the latest activity or the periods, not the others
+    now = PreparedTables(later)
+    for mid in ids:
+        res = got[mid]
+        assert_same(res.frame, expected(now, mid, "month", res.query.by, window), keys_of("month", res.query.by),
+                    f"after new data {mid}")

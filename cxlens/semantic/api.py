@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,6 +20,7 @@ from cxlens.semantic.compile import KEY_PERIOD
 from cxlens.semantic.model import Metric, Query
 from cxlens.semantic.plan import answer
 from cxlens.semantic.registry import Catalog, definitions_path
+from cxlens.semantic.templates import Templates
 
 PUBLIC_EXTRA = ("numerator", "denominator")
 
@@ -76,10 +77,13 @@ class Measurer:
             m.measure(metric_id, grain="month")
     """
 
-    def __init__(self, ws: Any, catalog: Catalog | None = None, *, materialize: bool = True):
+    def __init__(self, ws: Any, catalog: Catalog | None = None, *, materialize: bool = True,
+                 templates: Templates | None = None):
         self.ws = ws
         self.catalog = catalog or catalog_for(ws)
         self.context = self.catalog.context(ws, materialize=materialize)
+        self.templates = templates
+        """Compiled queries kept for this catalogue and data version (see cxlens.semantic.templates)."""
 
     def close(self) -> None:
         """Drop the sources materialized so far (call before closing the workspace)."""
@@ -106,8 +110,19 @@ class Measurer:
         per metric. `grain=None` uses each metric's default grain.
         """
         queries = [self._query(m, grain, tuple(by), since, until, where) for m in dict.fromkeys(metrics)]
-        frames = answer(self.context, self.catalog, queries)
+        frames = answer(self.context, self.catalog, queries, self.templates)
         return {q.metric: MetricResult(self.catalog.metric(q.metric), q, f) for q, f in zip(queries, frames)}
+
+    def prepare(self, metrics: Sequence[str], *, grain: str | None = None, by: Sequence[str] = (),
+                since: str | date | None = None, until: str | date | None = None, where: str | None = None,
+                stop: Callable[[], bool] | None = None) -> bool:
+        """Compile, without running, what `measure_many` with these arguments would run, into this
+        Measurer's templates (see cxlens.semantic.templates): a later call with other dates then
+        only runs the engine. False when `stop()` ended it early; nothing to do without templates."""
+        if self.templates is None:
+            return True
+        queries = [self._query(m, grain, tuple(by), since, until, where) for m in dict.fromkeys(metrics)]
+        return self.templates.prepare(self.context, self.catalog, queries, stop)
 
     def _query(self, metric: str, grain: str | None, by: tuple[str, ...], since: str | date | None,
                until: str | date | None, where: str | None) -> Query:

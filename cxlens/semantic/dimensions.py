@@ -80,15 +80,21 @@ VALUE_DIMENSIONS: dict[str, str] = {"value_class": "string", "rfm_segment": "str
 """Profile dimensions read from `customer_value` (written by `cxlens hvc` / `cxlens rfm`)."""
 
 
+def _customer_value_columns(ctx: Context) -> frozenset[str] | None:
+    """The columns of `customer_value`, None while the table does not exist."""
+    try:
+        return frozenset(ctx.table("customer_value").columns)
+    except Exception:  # noqa: BLE001 - the table does not exist (yet) on this engine
+        return None
+
+
 def with_customer_value(ctx: Context, t: ir.Table, columns: dict[str, str]) -> ir.Table:
     """`t` (one row per profile_id) plus `columns` of `customer_value`; NULL columns of the given
     types while that table does not exist, so definitions using them stay valid before."""
-    try:
-        value = ctx.table("customer_value")
-    except Exception:  # noqa: BLE001 - the table does not exist (yet) on this engine
-        value = None
-    if value is None or not set(columns) <= set(value.columns):
+    have = ctx.scalar("customer_value_columns", _customer_value_columns)
+    if have is None or not set(columns) <= have:  # type: ignore[operator]
         return t.mutate(**{k: ibis.null(kind) for k, kind in columns.items()})
+    value = ctx.table("customer_value")
     value = value.select(_vp=value.profile_id, **{k: value[k] for k in columns}).view()
     t = t.view()
     return t.left_join(value, t.profile_id == value._vp).drop("_vp")

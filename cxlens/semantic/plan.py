@@ -10,6 +10,7 @@ aggregated rows, a handful per period, in pandas — never from source rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import ibis.expr.types as ir
 import numpy as np
@@ -19,6 +20,9 @@ from cxlens.semantic.compile import KEY_PERIOD, Batch, check_query, resolve_dims
 from cxlens.semantic.model import Measure, Metric, Query
 from cxlens.semantic.registry import Catalog
 from cxlens.semantic.sources import Context
+
+if TYPE_CHECKING:
+    from cxlens.semantic.templates import Templates
 
 Parts = dict[str, tuple[Batch, int]]
 """A query's measures by role (measure, numerator, denominator): the batch and slot computing each."""
@@ -50,15 +54,25 @@ def compile_query(ctx: Context, catalog: Catalog, q: Query) -> list[ir.Table]:
     return [b.expr(ctx, catalog) for b in batches]
 
 
-def answer(ctx: Context, catalog: Catalog, queries: Sequence[Query]) -> list[pd.DataFrame]:
-    """One frame per query (in order): keys, value, n and the statistics behind the value."""
+def answer(ctx: Context, catalog: Catalog, queries: Sequence[Query],
+           templates: Templates | None = None) -> list[pd.DataFrame]:
+    """One frame per query (in order): keys, value, n and the statistics behind the value.
+
+    With `templates`, batches compiled for other dates of the same data are reused (see
+    cxlens.semantic.templates); the frames are the same.
+    """
     batches, placed = plan(ctx, catalog, queries)
-    results = {id(b): _run(b.expr(ctx, catalog)) for b in batches}
+    results = {id(b): _result(ctx, catalog, b, templates) for b in batches}
     out = []
     for (metric, parts), q in zip(placed, queries):
         frames = {role: b.frame(results[id(b)], i) for role, (b, i) in parts.items()}
         out.append(tidy(combine(metric, q, frames), metric, q))
     return out
+
+
+def _result(ctx: Context, catalog: Catalog, b: Batch, templates: Templates | None) -> pd.DataFrame:
+    kept = templates.run(ctx, catalog, b) if templates is not None else None
+    return kept if kept is not None else _run(b.expr(ctx, catalog))
 
 
 def _run(expr: ir.Table) -> pd.DataFrame:

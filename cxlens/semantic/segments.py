@@ -54,6 +54,14 @@ def _latest(*columns: ir.TimestampColumn) -> object:
     return max(values) if values else None
 
 
+def _features_as_of(ctx: Context) -> object:
+    """The latest order, contact, survey answer or event: the day profile features are as of."""
+    o = valid_orders(ctx).filter(lambda t: t.profile_id.notnull())
+    i = ctx.table("interactions").filter(lambda t: t.profile_id.notnull())
+    s = ctx.table("survey_responses").filter(lambda t: t.profile_id.notnull())
+    return _latest(o.ts, i.started_at, s.responded_at, ctx.table("events").occurred_at)
+
+
 def profile_features(ctx: Context, catalog: object) -> ir.Table:
     """profile_id plus FEATURES, computed in the engine."""
     from cxlens.semantic.dimensions import profile_attributes, with_customer_value
@@ -63,7 +71,7 @@ def profile_features(ctx: Context, catalog: object) -> ir.Table:
     o = valid_orders(ctx).filter(lambda t: t.profile_id.notnull())
     i = ctx.table("interactions").filter(lambda t: t.profile_id.notnull())
     s = ctx.table("survey_responses").filter(lambda t: t.profile_id.notnull())
-    as_of = ctx.scalar("features_as_of", lambda: _latest(o.ts, i.started_at, s.responded_at, ctx.table("events").occurred_at))
+    as_of = ctx.scalar("features_as_of", _features_as_of)
     if as_of is None:
         as_of = datetime(1970, 1, 1)
     cutoff = ibis.literal(as_of) - ibis.interval(days=WINDOW_DAYS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +21,7 @@ import pandas as pd
 from cxlens.semantic.expressions import compile_expr
 from cxlens.semantic.ordered import first, last, order_key
 from cxlens.semantic.model import TRUNCATE_UNIT, EngagementSettings
-from cxlens.semantic.kept import kept_sessions
+from cxlens.semantic.kept import kept_sessions, kept_table
 from cxlens.semantic.sessions import build_sessions
 
 
@@ -36,8 +36,20 @@ class Request:
     """For a baseline window [start, end): period-based sources treat it as the one period."""
 
 
+Scalar = Callable[["Context"], object]
+"""A value read from the data while building expressions (it then enters them as a literal)."""
+Deps = dict[str, tuple[Scalar, object]]
+"""The scalars an expression was built with: name -> (how to read it again, the value it had)."""
+
+
 class Context:
-    """The workspace's tables plus settings and a cache of the sources built so far."""
+    """The workspace's tables plus settings and a cache of the sources built so far.
+
+    Values read from the data while building an expression (the latest activity, whether orders
+    have a cost, ...) go through `scalar`; inside `recording()` each one an expression used is
+    noted, also through the sources it reads, so compiled SQL can be reused while they hold
+    (cxlens.semantic.templates).
+    """
 
     def __init__(self, table: Callable[[str], ir.Table], engagement: EngagementSettings | None = None,
                  lifespan_days: int = 365, *, materialize: bool = False, workspace: object | None = None):
@@ -52,21 +64,40 @@ class Context:
         self._cache: dict[tuple[str, Request], ir.Table] = {}
         self._scalars: dict[str, object] = {}
         self._kept: list[ir.Table] = []
+        self._deps: dict[tuple[str, Request], Deps] = {}
+        self._recorders: list[Deps] = []
+        self._lazy: Context | None = None
+
+    def lazy(self) -> Context:
+        """A context on the same tables and scalars that materializes nothing: its expressions
+        are whole SQL, reading no table that lives only in this context's connection."""
+        if not self.materialize:
+            return self
+        if self._lazy is None:
+            self._lazy = Context(self.table, self.engagement, self.lifespan_days, workspace=self.workspace)
+            self._lazy._scalars = self._scalars
+        return self._lazy
 
     def source(self, name: str, request: Request) -> ir.Table:
         key = (name, request if SOURCES[name].periodic or SOURCES[name].derived_dims else Request("all"))
         if key not in self._cache:
-            built = SOURCES[name].build(self, request)
-            if self.materialize and SOURCES[name].costly and name not in self.kept_sources:
-                built = built.cache()
+            with self.recording() as deps:
+                built = SOURCES[name].build(self, request)
+                if self.materialize and SOURCES[name].costly and name not in self.kept_sources:
+                    built = built.cache()
             self._cache[key] = built
+            self._deps[key] = deps
+        self._note(self._deps.get(key, {}))
         return self._cache[key]
 
     def remember(self, name: str, build: Callable[[], ir.Table]) -> ir.Table:
         """A derived table built once per context (materialized when the context materializes)."""
         key = (name, Request("all"))
         if key not in self._cache:
-            self._cache[key] = self.keep(build())
+            with self.recording() as deps:
+                self._cache[key] = self.keep(build())
+            self._deps[key] = deps
+        self._note(self._deps.get(key, {}))
         return self._cache[key]
 
     def keep(self, t: ir.Table) -> ir.Table:
@@ -87,11 +118,29 @@ class Context:
         self._cache.clear()
         self._kept.clear()
 
-    def scalar(self, name: str, compute: Callable[[], object]) -> object:
-        """A small value computed once per context (e.g. whether any order has a cost)."""
+    def scalar(self, name: str, compute: Scalar) -> object:
+        """A small value read from the data once per context (e.g. whether any order has a cost).
+        `compute` takes the context only, so the value can be read again on another one."""
         if name not in self._scalars:
-            self._scalars[name] = compute()
-        return self._scalars[name]
+            self._scalars[name] = compute(self)
+        value = self._scalars[name]
+        self._note({name: (compute, value)})
+        return value
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[Deps]:
+        """Note the scalars the expressions built inside use (see `Deps`)."""
+        deps: Deps = {}
+        self._recorders.append(deps)
+        try:
+            yield deps
+        finally:
+            assert self._recorders.pop() is deps
+        self._note(deps)
+
+    def _note(self, deps: Deps) -> None:
+        for r in self._recorders:
+            r.update(deps)
 
 
 def truncate(ts: ir.TimestampValue, grain: str) -> ir.TimestampValue:
@@ -128,12 +177,16 @@ def _events(ctx: Context, req: Request) -> ir.Table:
     return e.mutate(ts=e.occurred_at)
 
 
+def _sessions_kept(ctx: Context) -> bool:
+    """Whether the workspace keeps sessions that match its events now."""
+    return ctx.workspace is not None and kept_sessions(ctx.workspace) is not None  # type: ignore[arg-type]
+
+
 def _sessions(ctx: Context, req: Request) -> ir.Table:
-    kept = kept_sessions(ctx.workspace) if ctx.workspace is not None else None
-    if kept is None:
+    if not ctx.scalar("sessions_kept", _sessions_kept):
         return build_sessions(ctx.table("events"))
     ctx.kept_sources.add("sessions")
-    return kept
+    return kept_table(ctx.workspace)  # type: ignore[arg-type]
 
 
 def _surveys(ctx: Context, req: Request) -> ir.Table:
@@ -189,14 +242,24 @@ def _subscriptions(ctx: Context, req: Request) -> ir.Table:
         periods = periods.mutate(ts=periods.ts.cast("timestamp"), next_ts=periods.next_ts.cast("timestamp"))
         j = s.join(periods, [s.started_at < periods.ts, s.ended_at.isnull() | (s.ended_at >= periods.ts)])
         return j.mutate(ended=(j.ended_at.notnull() & (j.ended_at < j.next_ts)).cast("int64")).drop("next_ts")
-    bounds = s.aggregate(lo=s.started_at.min(), hi=ibis.greatest(s.started_at.max(), s.ended_at.max())).execute()
-    if bounds.empty or bounds.lo.isnull().iloc[0]:
+    bounds = ctx.scalar("subscription_bounds", _subscription_bounds)
+    if bounds is None:
         return s.mutate(ts=s.started_at, ended=ibis.literal(0)).filter(ibis.literal(False))
-    starts = _period_starts(bounds.lo.iloc[0].to_pydatetime(), bounds.hi.iloc[0].to_pydatetime(), req.grain)
+    lo, hi = bounds  # type: ignore[misc]
+    starts = _period_starts(lo, hi, req.grain)
     periods = ibis.memtable({"ts": starts}).mutate(ts=ibis._.ts.cast("timestamp"))
     periods = periods.mutate(next_ts=periods.ts + step(req.grain))
     j = s.join(periods, [s.started_at < periods.ts, s.ended_at.isnull() | (s.ended_at >= periods.ts)])
     return j.mutate(ended=(j.ended_at.notnull() & (j.ended_at < j.next_ts)).cast("int64")).drop("next_ts")
+
+
+def _subscription_bounds(ctx: Context) -> tuple[datetime, datetime] | None:
+    """The first start and the last start or end of any subscription (None without subscriptions)."""
+    s = ctx.table("subscriptions")
+    bounds = s.aggregate(lo=s.started_at.min(), hi=ibis.greatest(s.started_at.max(), s.ended_at.max())).execute()
+    if bounds.empty or bounds.lo.isnull().iloc[0]:
+        return None
+    return bounds.lo.iloc[0].to_pydatetime(), bounds.hi.iloc[0].to_pydatetime()
 
 
 def _period_starts(lo: datetime, hi: datetime, grain: str) -> list[datetime]:
@@ -226,11 +289,16 @@ def _period_starts(lo: datetime, hi: datetime, grain: str) -> list[datetime]:
     return out
 
 
+def _orders_have_cost(ctx: Context) -> bool:
+    o = valid_orders(ctx)
+    return int(o.filter(o.profile_id.notnull()).cost.count().execute()) > 0
+
+
 def _cohorts(ctx: Context, req: Request) -> ir.Table:
     """One row per customer at their first valid order, with lifespan and historical CLV."""
     o = valid_orders(ctx)
     o = o.filter(o.profile_id.notnull())
-    use_margin = bool(ctx.scalar("orders_have_cost", lambda: int(o.cost.count().execute()) > 0))
+    use_margin = bool(ctx.scalar("orders_have_cost", _orders_have_cost))
     amount = o.margin if use_margin else o.revenue
     order = [o.ordered_at, o.order_id]
     w = ibis.window(group_by=o.profile_id)
@@ -286,6 +354,29 @@ def _activities(ctx: Context, req: Request) -> ir.Table:
     these rows (catalogue: engagement_score) and date filters apply to activities themselves.
     """
     g = req.grain
+    acts = _activity_rows(ctx)
+    # The last activity is one value per context: computed once, it enters every query as a
+    # literal (a cross join with its aggregate made the engine build the union twice).
+    last = ctx.scalar("latest_activity", _latest_activity)
+    acts = acts.filter(acts.profile_id.notnull())
+    if last is None or last is pd.NaT or (isinstance(last, float) and math.isnan(last)):
+        return acts.mutate(ts_epoch=ibis.literal(0.0), ref_epoch=ibis.literal(0.0)).filter(ibis.literal(False))
+    latest = ibis.literal(pd.Timestamp(last).to_pydatetime()).cast("timestamp")  # type: ignore[arg-type]
+    if req.window is not None:
+        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), latest)
+    elif g == "all":
+        ref = latest
+    else:
+        ref = ibis.least(truncate(acts.ts, g) + step(g), latest)
+    return acts.mutate(ts_epoch=acts.ts.epoch_seconds().cast("float64"), ref_epoch=ref.epoch_seconds().cast("float64"))
+
+
+def _latest_activity(ctx: Context) -> object:
+    return _activity_rows(ctx).ts.max().execute()
+
+
+def _activity_rows(ctx: Context) -> ir.Table:
+    """Sessions, message events and valid orders as rows of one shape (profile, time, counts)."""
     sessions = ctx.source("sessions", Request("all"))
     ev = ctx.table("events")
     msgs = ev.filter(ev.event_type.isin(["message_sent", "message_opened", "message_clicked", "message_unsubscribed"]))
@@ -299,20 +390,7 @@ def _activities(ctx: Context, req: Request) -> ir.Table:
                     engaged=msgs.event_type.isin(["message_opened", "message_clicked"]).cast("int64")),
         orders.select(profile_id=orders.profile_id, ts=orders.ts, sessions=zero, pages=zero, sent=zero, engaged=zero),
     )
-    # The last activity is one value per context: computed once, it enters every query as a
-    # literal (a cross join with its aggregate made the engine build the union twice).
-    last = ctx.scalar("latest_activity", lambda: acts.ts.max().execute())
-    acts = acts.filter(acts.profile_id.notnull())
-    if last is None or last is pd.NaT or (isinstance(last, float) and math.isnan(last)):
-        return acts.mutate(ts_epoch=ibis.literal(0.0), ref_epoch=ibis.literal(0.0)).filter(ibis.literal(False))
-    latest = ibis.literal(pd.Timestamp(last).to_pydatetime()).cast("timestamp")
-    if req.window is not None:
-        ref = ibis.least(ibis.literal(req.window[1]).cast("timestamp"), latest)
-    elif g == "all":
-        ref = latest
-    else:
-        ref = ibis.least(truncate(acts.ts, g) + step(g), latest)
-    return acts.mutate(ts_epoch=acts.ts.epoch_seconds().cast("float64"), ref_epoch=ref.epoch_seconds().cast("float64"))
+    return acts
 
 
 def engagement_formula(e: EngagementSettings) -> str:
