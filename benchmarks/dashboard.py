@@ -218,7 +218,9 @@ def main() -> None:
         client = sign_in(server.url, read)
         every_page(client, "cold (first start)", rows)
         caught_up = server.wait("refresh", lambda h: h["dashboard"]["due"] == 0)
-        print(f"  background refresh caught up {caught_up:.1f} s later", flush=True)
+        prepared = server.wait("prepare", lambda h: h["dashboard"]["due"] == 0 and h["dashboard"]["unprepared"] == 0)
+        print(f"  background refresh caught up {caught_up:.1f} s later; date-range queries compiled "
+              f"{prepared:.1f} s after that", flush=True)
         every_page(client, "warm", rows)
         for params in filters:
             label = "filter " + "&".join(f"{k}={v}" for k, v in params.items())

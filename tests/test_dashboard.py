@@ -300,6 +300,42 @@ def test_a_channel_first_viewed_reuses_answers_of_the_same_data(dashboard_env: d
     assert doubled["revenue"][1] == pytest.approx(2 * value)
 
 
+def test_a_date_range_first_viewed_runs_prepared_queries(dashboard_env: dict, tmp_path: Path) -> None:
+    """Once the kept views' queries are prepared for date ranges, the first overview of a range
+    nobody asked for compiles nothing, and shows what a computation without kept queries shows,
+    the revenue tile as pandas says; a load of new data keeps the prepared queries."""
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+    from cxlens.service.dashboard.state import default_keys
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._TEMPLATES.clear()
+    keys = default_keys([], ["store"])
+    assert views.prepare_templates(str(ws), keys) == keys
+    templates = views._TEMPLATES[ws]
+    compiled = templates.compiled
+    assert compiled > 10
+    orders = dashboard_env["orders"]
+    last = pd.to_datetime(orders["ordered_at"]).max().date().replace(day=1)
+    previous = (last - timedelta(days=1)).replace(day=1)
+    f = Filters(since=previous - timedelta(days=40), until=month_end(previous))
+    ranged = tiles(views.build_view(str(ws), "overview", f).html)
+    assert templates.compiled == compiled and templates.hits > 10
+    views._TEMPLATES.clear()
+    views._ANSWERS.clear()
+    fresh = tiles(views.build_view(str(ws), "overview", f).html)
+    views._TEMPLATES[ws] = templates
+    assert ranged.keys() == fresh.keys() and len(ranged) > 10
+    for metric, (period, value) in ranged.items():
+        assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
+    assert ranged["revenue"] == (previous.isoformat(), pytest.approx(valid_revenue(orders, previous, month_end(previous))))
+    with Workspace.open(ws) as w:  # new data: the prepared queries stay (they read the data when run)
+        w.sql("UPDATE orders SET revenue = revenue * 2")
+    doubled = tiles(views.build_view(str(ws), "overview", f).html)
+    assert doubled["revenue"][1] == pytest.approx(2 * ranged["revenue"][1])
+    assert templates.compiled == compiled
+
+
 def _copy_workspace(env: dict, root: Path) -> Path:
     ws = root / "cxlens.duckdb"
     shutil.copy2(env["ws"], ws)

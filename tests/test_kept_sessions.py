@@ -222,3 +222,25 @@ def test_cli_metrics_refresh_after_rows_written_by_hand(ws_path: Path) -> None:
     assert table.returncode == 0 and "already current" in table.stdout
     with Workspace.open(ws_path) as w:
         assert_kept_equals_fresh(w)
+
+
+def test_a_server_brings_the_kept_sessions_up_to_date_at_start(ws_path: Path) -> None:
+    """Events written by other code (or a workspace kept by an older cxlens) leave the kept
+    sessions out of date; `cxlens serve` refreshes them once at start-up, before any load."""
+    import time
+
+    from test_service_helpers import Server
+
+    with Workspace.open(ws_path) as w:
+        insert(w, random_events(np.random.default_rng(11), 200, 0))
+        assert kept_sessions(w) is None
+    server = Server(ws_path).start()
+    try:
+        deadline = time.monotonic() + 60
+        while "kept sessions brought up to date (full)" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    assert "kept sessions brought up to date (full)" in server.log.read_text()
+    with Workspace.open(ws_path) as w:
+        assert_kept_equals_fresh(w)

@@ -120,7 +120,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
-        """Liveness, the collection backlog and how many dashboard views wait for a refresh (no key needed)."""
+        """Liveness, the collection backlog and how many dashboard views wait for a refresh or for
+        their date-range queries to be compiled (no key needed)."""
         dashboard = state_of(app)
         return {"status": "ok", "backlog": runtime.spool.quick_backlog(), "loader_error": runtime.last_error,
                 "dashboard": dashboard.status()}

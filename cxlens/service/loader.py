@@ -82,3 +82,13 @@ def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: i
         loaded, duplicates, quarantined = loaded + n, duplicates + d, quarantined + q
     return LoadReport(loaded, duplicates, quarantined, batches, spool.backlog().events,
                       round(time.perf_counter() - started, 3))
+
+
+def refresh_kept(workspace: str) -> str:
+    """Bring the derived tables the workspace keeps (its sessions) up to date; the server does it
+    once at start-up, as the workspace may have been written by other code or an older cxlens
+    since (one fingerprint scan when nothing changed). Returns the refresh's mode."""
+    from cxlens.semantic.kept import refresh_sessions
+
+    with Workspace.open(Path(workspace)) as ws:
+        return refresh_sessions(ws).mode

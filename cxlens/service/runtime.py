@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service import keys as keystore
-from cxlens.service.loader import LoadReport, flush
+from cxlens.service.loader import LoadReport, flush, refresh_kept
 from cxlens.service.settings import ServiceSettings
 from cxlens.service.spool import Spool
 from cxlens.workspace import Workspace
@@ -164,6 +164,10 @@ class Runtime:
                         log.info("loaded %d events (%d duplicates, %d quarantined) in %.2f s",
                                  self.last_load.loaded, self.last_load.duplicates, self.last_load.quarantined,
                                  self.last_load.seconds)
+                if first:
+                    mode = self.run(refresh_kept, str(self.settings.workspace))
+                    if mode not in ("current", "skipped"):
+                        log.info("kept sessions brought up to date (%s)", mode)
                 if time.monotonic() >= next_prune:
                     forgotten = self.spool.prune(time.time() - self.settings.seen_days * 86_400)
                     next_prune = time.monotonic() + min(PRUNE_EVERY_SECONDS, self.settings.seen_days * 86_400 / 4)

@@ -8,6 +8,7 @@ dashboard's Content-Security-Policy allows no inline script.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,13 +70,7 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
     left_out = span.trailing_partial(f.grain) if span is not None else None
     tiles: dict[str, Tile] = {}
     series: dict[str, pd.DataFrame] = {}
-    cuts: dict[str, tuple[str, ...]] = {}
-    for mid in metric_ids:
-        m = catalog.metrics[mid]
-        if f.channel is None:
-            cuts[mid] = tuple(m.share_over[:1])
-        elif not m.share_over and "channel" in catalog.dimensions_for(m):
-            cuts[mid] = ("channel",)
+    cuts = metric_cuts(catalog, metric_ids, f)
     own = measurer is None
     measurer = Measurer(ws, catalog) if measurer is None else measurer
     try:
@@ -105,6 +100,39 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
         if own:
             measurer.close()
     return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
+
+
+def metric_cuts(catalog: Catalog, metric_ids: list[str], f: Filters) -> dict[str, tuple[str, ...]]:
+    """What each metric is cut by for its tile: its share dimension, or the channel when one is
+    chosen (a metric that cannot be cut by channel is left out: its tile says so)."""
+    cuts: dict[str, tuple[str, ...]] = {}
+    for mid in metric_ids:
+        m = catalog.metrics[mid]
+        if f.channel is None:
+            cuts[mid] = tuple(m.share_over[:1])
+        elif not m.share_over and "channel" in catalog.dimensions_for(m):
+            cuts[mid] = ("channel",)
+    return cuts
+
+
+def page_metrics(catalog: Catalog, page: str) -> list[str]:
+    """The metrics a filtered page shows tiles of."""
+    return list(catalog.metrics) if page == "overview" else [m for m in SURVEY_METRICS if m in catalog.metrics]
+
+
+def prepare(measurer: Measurer, catalog: Catalog, page: str, f: Filters, since: Any, until: Any,
+            stop: Callable[[], bool] | None = None) -> bool:
+    """Compile (not run) the queries `page` asks under `f` with dates `since`..`until` (see
+    cxlens.semantic.templates); False when `stop()` ended it early."""
+    cuts = metric_cuts(catalog, page_metrics(catalog, page), f)
+    for cut in dict.fromkeys(cuts.values()):
+        ids = [mid for mid, c in cuts.items() if c == cut]
+        try:
+            if not measurer.prepare(ids, grain=f.grain, by=cut, since=since, until=until, where=f.segment, stop=stop):
+                return False
+        except CxlensError:
+            continue  # the view itself reports it
+    return True
 
 
 class BatchMeasurer:
@@ -157,7 +185,7 @@ def _span_text(metrics: Metrics, grain: str) -> dict[str, str]:
 
 def overview(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | BatchMeasurer | None = None) -> dict[str, Any]:
     """Headline tiles with trends, then every metric as a leading or lagging tile."""
-    metrics = measure_tiles(ws, catalog, list(catalog.metrics), f, measurer)
+    metrics = measure_tiles(ws, catalog, page_metrics(catalog, "overview"), f, measurer)
     headline = [metrics.tiles[m] for m in HEADLINE if m in metrics.tiles]
     trends = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in headline if len(t.points) >= 2]
     return {"headline": [tile_view(t, metrics.currency) for t in headline],
@@ -167,7 +195,7 @@ def overview(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | BatchMe
 
 def surveys(ws: Any, catalog: Catalog, f: Filters, measurer: Measurer | BatchMeasurer | None = None) -> dict[str, Any]:
     """NPS, CSAT and CES tiles and trends, the promoter/passive/detractor mix and the latest comments."""
-    ids = [m for m in SURVEY_METRICS if m in catalog.metrics]
+    ids = page_metrics(catalog, "surveys")
     metrics = measure_tiles(ws, catalog, ids, f, measurer)
     tiles = [metrics.tiles[m] for m in ids]
     figures = [embed(charts.trend(t, metrics.currency), f"trend-{t.metric.id}") for t in tiles

@@ -35,6 +35,7 @@ from cxlens.service.dashboard.views import (
     build_views,
     data_stamp,
     order_channels,
+    prepare_templates,
     view_filters,
 )
 
@@ -118,6 +119,9 @@ class DashboardState:
         self._refreshing: set[Key] = set()
         """The views the background refresh is computing now (a reader wanting one waits for it)."""
         self._refreshed = threading.Condition(self._lock)
+        self._prepared: set[Key] = set()
+        """Kept views whose queries for a date range are compiled (see `_prepare`)."""
+        self._prepared_for: int | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -266,10 +270,35 @@ class DashboardState:
 
             return sorted(due, key=rank)
 
+    def _unprepared(self) -> list[Key]:
+        """Kept filtered views whose queries for a date range are not compiled yet (in this
+        definitions file's version: a new catalogue has new queries)."""
+        definitions = self._stamp[-1] if self._stamp else None
+        with self._lock:
+            if definitions != self._prepared_for:
+                self._prepared, self._prepared_for = set(), definitions
+            return [k for k in self._defaults if k[0] in FILTERED and k[1].segment is None and k not in self._prepared]
+
+    def _prepare(self, keys: list[Key]) -> None:
+        """Once every kept view is current: compile what their first view of a date range asks,
+        so it runs the engine only (see views.prepare_templates)."""
+        try:
+            done = self.runtime.run(prepare_templates, str(self.workspace), keys, background=True, cancel=self._stop)
+        except CxlensError as exc:
+            log.warning("dashboard queries for date ranges not prepared: %s", exc)
+            done = keys
+        except Exception:  # the page computes them when asked; do not try again at this version
+            log.exception("preparing the dashboard's queries for date ranges failed")
+            done = keys
+        with self._lock:
+            self._prepared.update(done)
+
     def status(self) -> dict[str, int]:
-        """Views kept, and wanted views missing or out of date (0 once the refresh has caught up)."""
+        """Views kept, wanted views missing or out of date (0 once the refresh has caught up), and
+        kept views whose queries for a date range are not compiled yet (0 once prepared)."""
         self.observe()
-        return {"views": len(self._views), "due": len(self._due())}
+        unprepared = len(self._unprepared()) if self.runtime is not None and self._active.is_set() else 0
+        return {"views": len(self._views), "due": len(self._due()), "unprepared": unprepared}
 
     def activate(self) -> None:
         """Start keeping the views current (a server nobody reads the dashboard of spends nothing on it)."""
@@ -297,6 +326,9 @@ class DashboardState:
                 due = self._due()
                 if due:
                     self._refresh(due)
+                    self._stop.wait(PAUSE_SECONDS)
+                elif self.runtime is not None and self._unprepared():
+                    self._prepare(self._unprepared())
                     self._stop.wait(PAUSE_SECONDS)
                 else:
                     self._wake.clear()
