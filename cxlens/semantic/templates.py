@@ -138,7 +138,9 @@ class Templates:
     def _template(self, ctx: Context, catalog: Catalog, batch: Batch) -> Template | None:
         self._trust(ctx)
         if catalog is not self._catalog:
-            self._catalog, self._kept = catalog, {}
+            if catalog != self._catalog:  # another catalogue (an equal one loaded again keeps them)
+                self._kept = {}
+            self._catalog = catalog
         key = _shape(batch)
         if key in self._kept:
             template = self._kept[key]
