@@ -135,7 +135,8 @@ class Context:
         try:
             yield deps
         finally:
-            assert self._recorders.pop() is deps
+            popped = self._recorders.pop()
+        assert popped is deps, "recordings nest"
         self._note(deps)
 
     def _note(self, deps: Deps) -> None:
