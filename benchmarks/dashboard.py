@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import machine  # noqa: E402
+from harness import machine, workspace_copy  # noqa: E402
 
 PAGES = ("/dashboard/", "/dashboard/surveys", "/dashboard/experiments", "/dashboard/value", "/dashboard/journeys",
          "/dashboard/attribution")
@@ -199,20 +199,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cxlens-dash-bench-"))
     servers: list[Server] = []
     try:
-        if args.workspace is None:
-            print("building the demo workspace (cxlens demo)...", flush=True)
-            subprocess.run([str(CLI), "demo", "--out", str(tmp / "demo"), "--format", "json"], check=True,
-                           stdout=subprocess.DEVNULL)
-            source = tmp / "demo" / "cxlens.duckdb"
-        else:
-            source = args.workspace.resolve()
-        ws = tmp / "ws" / "cxlens.duckdb"
-        ws.parent.mkdir()
-        shutil.copy2(source, ws)
-        for suffix in (".metrics.yml",):
-            extra = source.with_name(source.stem + suffix)
-            if extra.exists():
-                shutil.copy2(extra, ws.with_name(ws.stem + suffix))
+        ws = workspace_copy(args.workspace, tmp)
         read = json.loads(cli(ws, "keys", "create", "--scope", "read", "--format", "json"))["key"]
         write = json.loads(cli(ws, "keys", "create", "--scope", "write", "--format", "json"))["key"]
         segments = re.findall(r"^\s+- id: (\S+)", ws.with_name(ws.stem + ".metrics.yml").read_text(), re.M) \

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import machine  # noqa: E402
+from harness import machine, workspace_copy  # noqa: E402
 
 from cxlens.semantic import Measurer  # noqa: E402
 from cxlens.semantic.registry import Catalog, definitions_path  # noqa: E402
@@ -37,7 +36,6 @@ from cxlens.semantic.templates import Templates  # noqa: E402
 from cxlens.workspace import Workspace  # noqa: E402
 from cxlens.workspace.workspace import file_stamp  # noqa: E402
 
-CLI = Path(sys.executable).parent / "cxlens"
 EPOCH: dict[str, Templates] = {}
 
 
@@ -68,19 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cxlens-ranges-bench-"))
     try:
-        if args.workspace is None:
-            print("building the demo workspace (cxlens demo)...", flush=True)
-            subprocess.run([str(CLI), "demo", "--out", str(tmp / "demo"), "--format", "json"], check=True,
-                           stdout=subprocess.DEVNULL)
-            source = tmp / "demo" / "cxlens.duckdb"
-        else:
-            source = args.workspace.resolve()
-        path = tmp / "ws" / "cxlens.duckdb"
-        path.parent.mkdir()
-        shutil.copy2(source, path)
-        defs = definitions_path(source)
-        if defs is not None and defs.exists():
-            shutil.copy2(defs, definitions_path(path))
+        path = workspace_copy(args.workspace, tmp)
         catalog = Catalog.load(definitions_path(path))
         ids = list(catalog.metrics)
         with Workspace.open(path) as ws:

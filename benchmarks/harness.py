@@ -35,3 +35,25 @@ def run_child(command: list[str], what: str) -> dict[str, Any]:
     if out.returncode:
         sys.exit(f"the {what} child failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def workspace_copy(source: Path | None, tmp: Path) -> Path:
+    """A copy of `source` (with its definitions file) under `tmp`, never written to; without a
+    source, the demo's workspace built there first (`cxlens demo`, 2-3 min)."""
+    import shutil
+    from pathlib import Path as _Path
+
+    if source is None:
+        print("building the demo workspace (cxlens demo)...", flush=True)
+        cli = _Path(sys.executable).parent / "cxlens"
+        subprocess.run([str(cli), "demo", "--out", str(tmp / "demo"), "--format", "json"], check=True,
+                       stdout=subprocess.DEVNULL)
+        source = tmp / "demo" / "cxlens.duckdb"
+    source = source.resolve()
+    ws = tmp / "ws" / "cxlens.duckdb"
+    ws.parent.mkdir()
+    shutil.copy2(source, ws)
+    definitions = source.with_name(source.stem + ".metrics.yml")
+    if definitions.exists():
+        shutil.copy2(definitions, ws.with_name(ws.stem + ".metrics.yml"))
+    return ws
