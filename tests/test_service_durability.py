@@ -252,6 +252,38 @@ def test_a_backlog_defers_the_profile_rebuild_but_not_identities(tmp_path: Path)
     assert profiles == visitors == per_event["profile_id"].nunique() == 13
 
 
+def test_events_arriving_during_a_load_defer_the_profile_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A steady stream: when events arrive while a load runs, that load resolves identities but
+    leaves the profile rebuild (it reads every record) to a load after which the spool is empty."""
+    import cxlens.ingest.loader as ingest_loader
+
+    ws = tmp_path / "ws.duckdb"
+    spool = Spool(spool_path_for(ws))
+    real = ingest_loader.ingest_file
+    arriving = [events("late", 5)]
+
+    def arrive_while_loading(*args: object, **kwargs: object) -> object:
+        if arriving:  # the stream goes on while the first batch is being loaded
+            spool.append(arriving.pop(), "http")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_loader, "ingest_file", arrive_while_loading)
+    try:
+        spool.append(events("v", 30), "http")
+        first = flush(ws, spool, max_batches=1, profiles=False)
+        assert (first.loaded, first.backlog) == (30, 5)
+        with Workspace.open(ws) as w:
+            assert w.sql("SELECT count(*), count(profile_id) FROM events").fetchone() == (30, 30)
+            assert w.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'profiles'").fetchone()[0] == 0
+        assert flush(ws, spool, profiles=False).backlog == 0  # nothing arrived meanwhile: rebuilt
+        with Workspace.open(ws) as w:
+            people = w.sql("SELECT count(*) FROM profiles").fetchone()[0]
+            linked = w.sql("SELECT count(DISTINCT profile_id) FROM events").fetchone()[0]
+    finally:
+        spool.close()
+    assert people == linked > 0
+
+
 def test_concurrent_appends_share_commits_and_each_id_is_accepted_once(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "ws.duckdb.spool")
     answers: list[Appended] = []

@@ -40,28 +40,30 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
     `threads` caps DuckDB's threads for this load (all cores when None), so a server's load
     leaves CPU to the requests it keeps answering meanwhile. Identities are always resolved (every
     event goes in with its profile_id); with `profiles` False the profiles table is rebuilt only
-    when this batch empties the spool: a rebuild reads every record, a cost a sustained backlog
-    should not pay on every batch (see ServiceSettings.profiles_every)."""
+    when no event arrived while this batch loaded (the spool is empty after it): a rebuild reads
+    every record (1.4 s on the demo workspace), a cost a sustained backlog, or a steady stream of
+    events, should not pay on every load (see ServiceSettings.profiles_every)."""
     from cxlens.identity import resolve
-    from cxlens.ingest.loader import ingest, ingest_file
+    from cxlens.ingest.loader import ingest_file
+    from cxlens.profiles import build_profiles
     from cxlens.semantic.kept import refresh_sessions
 
     source, last_seq, lines = spool.take(limit)
     if not lines:
         return 0, 0, 0, 0
-    profiles = profiles or spool.quick_backlog() <= len(lines)
     batch = spool.path.with_name(f"{spool.path.name}.{source}-{last_seq}-{os.getpid()}.ndjson")
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     try:
         with Workspace.open(workspace) as ws:
             if threads is not None:
                 ws.sql(f"SET threads = {int(threads)}")
-            if profiles:
-                r = ingest(ws, "events", [batch], source=source, format="ndjson", resolve=True)[0]
-            else:
-                r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
-                resolve(ws)  # whatever else is pending, as ingest() does before its profile rebuild
-                refresh_sessions(ws)  # only the session keys this batch touched (ingest() does it too)
+            # The steps of ingest() for one file: load with identities, resolve whatever else is
+            # pending, rebuild profiles, bring the kept sessions up to date (the keys touched).
+            r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
+            resolve(ws)
+            if profiles or spool.quick_backlog() <= len(lines):
+                build_profiles(ws)
+            refresh_sessions(ws)
     finally:
         batch.unlink(missing_ok=True)
     spool.trim(source, last_seq)
@@ -71,7 +73,7 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
 def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None,
           threads: int | None = None, profiles: bool = True) -> LoadReport:
     """Load pending events batch by batch until the spool is empty (or `max_batches` ran); with
-    `profiles` False, profiles are rebuilt only by a batch that empties the spool."""
+    `profiles` False, profiles are rebuilt only by a batch after which the spool is empty."""
     started = time.perf_counter()
     loaded = duplicates = quarantined = batches = 0
     while max_batches is None or batches < max_batches:

@@ -41,10 +41,11 @@ class ServiceSettings:
     (identity resolution, the profile rebuild), and the loader takes at most 1/(1 + load_pause)
     of the time."""
     profiles_every: float = 30.0
-    """Seconds the profiles table may lag behind the events while a backlog lasts. Every load
-    resolves identities, so each event has its profile_id at once; the profiles table (one row per
-    person, rebuilt from every record) is rebuilt by a load that empties the spool, or by the first
-    load this long after the last rebuild."""
+    """Seconds the profiles table may lag behind the events while events keep arriving (a backlog,
+    or a steady stream). Every load resolves identities, so each event has its profile_id at once;
+    the profiles table (one row per person, rebuilt from every record) is rebuilt by a load during
+    which no event arrived (the spool is empty after it), or by the first load this long after the
+    last rebuild."""
     seen_days: float = 7.0
     """Days an event_id is remembered to answer a resend as a duplicate; older ids are pruned (a
     later resend is accepted again but still stored once: the events table is keyed by event_id)."""
