@@ -336,6 +336,42 @@ def test_a_date_range_first_viewed_runs_prepared_queries(dashboard_env: dict, tm
     assert templates.compiled == compiled
 
 
+def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: dict, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a reader waits, a background batch stops the engine in the view it is computing and
+    keeps nothing of that view; a reader's own computation is never stopped; afterwards the same
+    batch computes views equal to a fresh computation (the stopped queries left nothing behind)."""
+    import threading
+
+    from cxlens.service import loadworker
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    keys = [("journeys", Filters()), ("overview", Filters(grain="week")), ("overview", Filters())]
+    reading = threading.Event()
+    monkeypatch.setattr(loadworker, "_reading", reading)
+    views._ANSWERS.clear()
+    reading.set()
+    started = time.perf_counter()
+    assert views.build_views(str(ws), keys, budget=8.0) == []
+    stopped = time.perf_counter() - started
+    own = views.build_views(str(ws), keys[2:])  # a reader's computation (no budget): never stopped
+    assert [v.page for v in own] == ["overview"]
+    reading.clear()
+    batch = views.build_views(str(ws), keys, budget=60.0)
+    assert [(v.page, v.filters) for v in batch] == keys
+    full = sum(v.seconds for v in batch[:1])
+    assert stopped < full  # the journeys view was cut short, not finished and dropped
+    views._ANSWERS.clear()
+    views._TEMPLATES.clear()
+    fresh = tiles(views.build_view(str(ws), "overview", Filters()).html)
+    kept = tiles(batch[2].html)
+    assert kept.keys() == fresh.keys() and len(kept) > 10
+    for metric, (period, value) in kept.items():
+        assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
+
+
 def _copy_workspace(env: dict, root: Path) -> Path:
     ws = root / "cxlens.duckdb"
     shutil.copy2(env["ws"], ws)

@@ -205,6 +205,53 @@ def test_loads_get_rarer_after_long_loads(tmp_path: Path) -> None:
         ServiceSettings(workspace=tmp_path / "ws.duckdb", load_threads=0)
 
 
+def test_a_waiting_reader_takes_the_workspace_before_a_waiting_load(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard view or an API call takes well under a second, a load seconds: when both wait
+    for the workspace the reader goes first, but a load waits for readers only so long."""
+    import cxlens.service.runtime as runtime_module
+
+    runtime = Runtime(ServiceSettings(workspace=tmp_path / "ws.duckdb"))
+    order: list[str] = []
+    try:
+        runtime._ws_lock.acquire()  # a view in progress
+
+        def load() -> None:
+            runtime._acquire_for_load()
+            order.append("load")
+            time.sleep(0.3)
+            runtime._ws_lock.release()
+
+        def read() -> None:
+            runtime._acquire()
+            order.append("reader")
+            time.sleep(0.3)
+            runtime._ws_lock.release()
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        time.sleep(0.2)  # the load waits first
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.2)
+        runtime._ws_lock.release()
+        loader.join(10)
+        reader.join(10)
+        assert order == ["reader", "load"]
+
+        # Readers that never stop waiting hold a load back for LOAD_YIELD_SECONDS only.
+        monkeypatch.setattr(runtime_module, "LOAD_YIELD_SECONDS", 0.5)
+        runtime._readers = 1
+        started = time.monotonic()
+        runtime._acquire_for_load()
+        waited = time.monotonic() - started
+        runtime._ws_lock.release()
+        assert 0.45 <= waited < 3
+    finally:
+        runtime._readers = 0
+        runtime.spool.close()
+
+
 def test_backpressure_lifts_when_another_process_drains_and_old_ids_are_pruned(tmp_path: Path) -> None:
     ws = tmp_path / "ws.duckdb"
     with Workspace.open(ws) as w:

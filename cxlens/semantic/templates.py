@@ -114,6 +114,8 @@ class Templates:
             for name, data in template.memtables:
                 backend.raw.register(name, data)
             table = backend.raw.sql(sql).to_arrow_table()
+        except duckdb.InterruptException:
+            raise  # stopped from outside (the dashboard stops background work for a reader)
         except duckdb.Error:  # e.g. a table changed under a long-lived template: compile it afresh
             self._kept.pop(_shape(batch), None)
             return None

@@ -33,11 +33,13 @@ WATCH_SECONDS = 0.5
 _spool: Spool | None = None
 _waiting: Any = None
 """Set by the server while one of its callers waits for the workspace (see `someone_waits`)."""
+_reading: Any = None
+"""Set by the server while a reader (a dashboard page, an API call; not a load) waits for it."""
 
 
-def _start(spool_path: str, waiting: Any = None) -> None:
-    global _spool, _waiting
-    _waiting = waiting
+def _start(spool_path: str, waiting: Any = None, reading: Any = None) -> None:
+    global _spool, _waiting, _reading
+    _waiting, _reading = waiting, reading
     try:
         os.nice(NICENESS)
     except (AttributeError, OSError):
@@ -65,6 +67,12 @@ def someone_waiting() -> bool:
     return _waiting is not None and _waiting.is_set()
 
 
+def reader_waiting() -> bool:
+    """In the child: whether a reader in the server waits for the workspace (a background view
+    being computed is then stopped and computed again later)."""
+    return _reading is not None and _reading.is_set()
+
+
 def _ready() -> int:
     return os.getpid()
 
@@ -74,20 +82,22 @@ class LoadWorker:
 
     def __init__(self, spool_path: Path):
         context = multiprocessing.get_context("spawn")
-        self._waiting = context.Event()
+        self._waiting, self._reading = context.Event(), context.Event()
         self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start,
-                                         initargs=(str(spool_path), self._waiting))
+                                         initargs=(str(spool_path), self._waiting, self._reading))
         self.pid = self._pool.submit(_ready).result()  # pay the child's start-up (imports) now
 
     def flush(self, workspace: Path, **kwargs: Any) -> LoadReport:
         return self._pool.submit(_flush, str(workspace), kwargs).result()
 
-    def someone_waits(self, waiting: bool) -> None:
-        """Tell the child whether a caller waits for the workspace (cheap: a shared flag)."""
-        if waiting:
-            self._waiting.set()
-        else:
-            self._waiting.clear()
+    def someone_waits(self, waiting: bool, reading: bool = False) -> None:
+        """Tell the child whether a caller, and whether a reader, waits for the workspace (cheap:
+        shared flags)."""
+        for flag, on in ((self._waiting, waiting), (self._reading, reading)):
+            if on:
+                flag.set()
+            else:
+                flag.clear()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the child (a module-level function; arguments and result are pickled)."""

@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 IDLE_WAIT_SECONDS = 0.05
 """How often background work (the dashboard's refresh) checks whether the workspace is free."""
+LOAD_YIELD_SECONDS = 5.0
+"""How long a load lets waiting readers go first (see Runtime._acquire_for_load)."""
 
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
@@ -53,6 +55,7 @@ class Runtime:
         self.last_error: str | None = None
         self._worker: Any = None
         self._urgent = 0
+        self._readers = 0
         self._urgent_lock = threading.Lock()
         self.writes = 0
         """How many callers of `workspace()` changed the file (survey answers, admin changes): the
@@ -76,14 +79,39 @@ class Runtime:
         finally:
             self._ws_lock.release()
 
-    def _acquire(self, timeout: float = -1) -> bool:
+    def _acquire(self, timeout: float = -1, reader: bool = True) -> bool:
         """Take the workspace lock as a caller someone waits for: background work (the dashboard's
-        refresh, in the loader's child) sees the wait and starts no further view until it is served."""
+        refresh, in the loader's child) sees the wait and starts no further view until it is served;
+        for a `reader` (a dashboard page, an API call; not the loader) it also stops the view it is
+        computing (see views.build_views)."""
+        with self._urgent_lock:
+            self._urgent += 1
+            self._readers += reader
+            self._signal()
+        try:
+            return self._ws_lock.acquire(timeout=timeout)
+        finally:
+            with self._urgent_lock:
+                self._urgent -= 1
+                self._readers -= reader
+                self._signal()
+
+    def _acquire_for_load(self) -> None:
+        """Take the workspace lock for a load, letting readers who wait for it go first (a view or
+        an API call takes well under a second, a load 2-3 s on the demo workspace) for at most
+        LOAD_YIELD_SECONDS, so a stream of readers cannot hold loads back for long."""
+        deadline = time.monotonic() + LOAD_YIELD_SECONDS
         with self._urgent_lock:
             self._urgent += 1
             self._signal()
         try:
-            return self._ws_lock.acquire(timeout=timeout)
+            while True:
+                yielding = self._readers > 0 and time.monotonic() < deadline
+                if not yielding and self._ws_lock.acquire(timeout=IDLE_WAIT_SECONDS):
+                    if self._readers == 0 or time.monotonic() >= deadline:
+                        return
+                    self._ws_lock.release()  # a reader came meanwhile: after them
+                time.sleep(IDLE_WAIT_SECONDS if yielding else 0)
         finally:
             with self._urgent_lock:
                 self._urgent -= 1
@@ -91,10 +119,10 @@ class Runtime:
 
     def _signal(self) -> None:
         if self._worker is not None:
-            self._worker.someone_waits(self._urgent > 0)
+            self._worker.someone_waits(self._urgent > 0, self._readers > 0)
 
     def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
-            cancel: threading.Event | None = None) -> T:
+            cancel: threading.Event | None = None, reader: bool = True) -> T:
         """`fn(*args)` with the workspace to itself (fn opens it), in the loader's child process when
         there is one, so its Python work never holds the GIL the requests need.
 
@@ -110,7 +138,7 @@ class Runtime:
                     self._ws_lock.release()
                 time.sleep(IDLE_WAIT_SECONDS)
         else:
-            self._acquire()
+            self._acquire(reader=reader)
         try:
             if self._worker is not None:
                 return self._worker.call(fn, *args)
@@ -151,7 +179,7 @@ class Runtime:
                 backlog = self.spool.quick_backlog()  # also corrects the back-pressure estimate
                 if first or (backlog and time.monotonic() >= next_load):
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
-                    self._acquire()
+                    self._acquire_for_load()
                     try:
                         self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
                                                      threads=self.settings.load_threads, profiles=profiles)
@@ -165,7 +193,7 @@ class Runtime:
                                  self.last_load.loaded, self.last_load.duplicates, self.last_load.quarantined,
                                  self.last_load.seconds)
                 if first:
-                    mode = self.run(refresh_kept, str(self.settings.workspace))
+                    mode = self.run(refresh_kept, str(self.settings.workspace), reader=False)
                     if mode not in ("current", "skipped"):
                         log.info("kept sessions brought up to date (%s)", mode)
                 if time.monotonic() >= next_prune:

@@ -9,6 +9,8 @@ is a module-level function so it can run there).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -129,7 +131,7 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     """
     from cxlens.semantic import Measurer
     from cxlens.service.dashboard.compute import BatchMeasurer
-    from cxlens.service.loadworker import someone_waiting
+    from cxlens.service.loadworker import reader_waiting, someone_waiting
     from cxlens.workspace import Workspace
 
     path = Path(workspace)
@@ -137,18 +139,66 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     as_of, started = time.time(), time.perf_counter()
     catalog = _catalog(path)
     views: list[View] = []
-    with Workspace.open(path) as ws, Measurer(ws, catalog, templates=_templates(path, stamp)) as shared:
+    background = budget != float("inf")
+    with (Workspace.open(path) as ws, Measurer(ws, catalog, templates=_templates(path, stamp)) as shared,
+          Stopper(ws.backend, reader_waiting if background else None) as stopper):
         measurer = BatchMeasurer(shared, _answers(path, stamp))
         for page, f in keys:
-            if views and budget != float("inf") and (time.perf_counter() - started > budget or someone_waiting()):
+            if views and background and (time.perf_counter() - started > budget or someone_waiting()):
                 break  # a background batch: a reader, a load or an API call waits for the workspace
             began = time.perf_counter()
             template, compute_page = _content(page)
-            context = {"filters": f, "segments": catalog.segments, **compute_page(ws, catalog, f, measurer)}
-            html = env.get_template(template).render(pii=False, **context)
-            html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
+            try:
+                context = {"filters": f, "segments": catalog.segments, **compute_page(ws, catalog, f, measurer)}
+                html = env.get_template(template).render(pii=False, **context)
+                html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
+            except Exception:
+                if stopper.fired:
+                    break  # stopped for a reader: computed again by a later batch
+                raise
+            if stopper.fired:
+                break  # whatever the engine was stopped in may be missing from it: not kept
             views.append(View(page, f, html, html_pii, stamp, as_of, round(time.perf_counter() - began, 3), writes))
     return views
+
+
+class Stopper:
+    """Stops a background batch's engine work as soon as a reader waits for the workspace.
+
+    Checking between views left a reader waiting for the view in progress (up to 3.5 s for the
+    journeys page on the demo). While `waiting()` holds, this interrupts the connection's
+    running query every POLL seconds (DuckDB's `interrupt`, made for another thread) until the
+    batch ends; the view in progress is then dropped, whatever it caught (a swallowed error could
+    leave it incomplete), and computed again by a later batch. Loads do not stop views.
+    """
+
+    POLL = 0.02
+
+    def __init__(self, backend: Any, waiting: Callable[[], bool] | None):
+        self.fired = False
+        self._raw = getattr(backend, "raw", None)
+        self._waiting = waiting
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Stopper:
+        if self._waiting is not None and self._raw is not None:
+            self._thread = threading.Thread(target=self._watch, name="cxlens-view-stopper", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        assert self._waiting is not None
+        while not self._done.wait(self.POLL):
+            if self.fired or self._waiting():
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    self._raw.interrupt()
 
 
 def prepare_templates(workspace: str, keys: list[tuple[str, Filters]]) -> list[tuple[str, Filters]]:
