@@ -339,8 +339,9 @@ def test_a_date_range_first_viewed_runs_prepared_queries(dashboard_env: dict, tm
 def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: dict, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """While a reader waits, a background batch stops the engine in the view it is computing and
-    keeps nothing of that view; a reader's own computation is never stopped; afterwards the same
-    batch computes views equal to a fresh computation (the stopped queries left nothing behind)."""
+    keeps nothing of that view; a reader's own computation is never stopped, nor is the view in
+    progress when a load waits (the batch starts no further one); afterwards the same batch
+    computes views equal to a fresh computation (the stopped queries left nothing behind)."""
     import threading
 
     from cxlens.service import loadworker
@@ -359,6 +360,12 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
     own = views.build_views(str(ws), keys[2:])  # a reader's computation (no budget): never stopped
     assert [v.page for v in own] == ["overview"]
     reading.clear()
+    waiting = threading.Event()  # a load or a key refresh waits: the view in progress is finished
+    waiting.set()
+    monkeypatch.setattr(loadworker, "_waiting", waiting)
+    first = views.build_views(str(ws), keys, budget=60.0)
+    assert [(v.page, v.filters) for v in first] == keys[:1]
+    waiting.clear()
     batch = views.build_views(str(ws), keys, budget=60.0)
     assert [(v.page, v.filters) for v in batch] == keys
     full = sum(v.seconds for v in batch[:1])

@@ -223,7 +223,7 @@ def test_a_waiting_reader_takes_the_workspace_before_a_waiting_load(tmp_path: Pa
             runtime._ws_lock.release()
 
         def read() -> None:
-            runtime._acquire()
+            runtime._acquire(reader=True)
             order.append("reader")
             time.sleep(0.3)
             runtime._ws_lock.release()

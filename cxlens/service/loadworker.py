@@ -34,7 +34,7 @@ _spool: Spool | None = None
 _waiting: Any = None
 """Set by the server while one of its callers waits for the workspace (see `someone_waits`)."""
 _reading: Any = None
-"""Set by the server while a reader (a dashboard page, an API call; not a load) waits for it."""
+"""Set by the server while a reader (someone waiting for a dashboard page) waits for the workspace."""
 
 
 def _start(spool_path: str, waiting: Any = None, reading: Any = None) -> None:

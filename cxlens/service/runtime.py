@@ -79,11 +79,12 @@ class Runtime:
         finally:
             self._ws_lock.release()
 
-    def _acquire(self, timeout: float = -1, reader: bool = True) -> bool:
+    def _acquire(self, timeout: float = -1, reader: bool = False) -> bool:
         """Take the workspace lock as a caller someone waits for: background work (the dashboard's
         refresh, in the loader's child) sees the wait and starts no further view until it is served;
-        for a `reader` (a dashboard page, an API call; not the loader) it also stops the view it is
-        computing (see views.build_views)."""
+        for a `reader` (someone waiting for a dashboard page to be computed) it also stops the view
+        it is computing (see views.build_views). Only readers do: the loader's key refresh every
+        turn, or an API client polling, would otherwise stop every long view before it ends."""
         with self._urgent_lock:
             self._urgent += 1
             self._readers += reader
@@ -97,8 +98,8 @@ class Runtime:
                 self._signal()
 
     def _acquire_for_load(self) -> None:
-        """Take the workspace lock for a load, letting readers who wait for it go first (a view or
-        an API call takes well under a second, a load 2-3 s on the demo workspace) for at most
+        """Take the workspace lock for a load, letting readers who wait for it go first (a view
+        takes well under a second, a load 2-3 s on the demo workspace) for at most
         LOAD_YIELD_SECONDS, so a stream of readers cannot hold loads back for long."""
         deadline = time.monotonic() + LOAD_YIELD_SECONDS
         with self._urgent_lock:
@@ -122,7 +123,7 @@ class Runtime:
             self._worker.someone_waits(self._urgent > 0, self._readers > 0)
 
     def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
-            cancel: threading.Event | None = None, reader: bool = True) -> T:
+            cancel: threading.Event | None = None, reader: bool = False) -> T:
         """`fn(*args)` with the workspace to itself (fn opens it), in the loader's child process when
         there is one, so its Python work never holds the GIL the requests need.
 
@@ -193,7 +194,7 @@ class Runtime:
                                  self.last_load.loaded, self.last_load.duplicates, self.last_load.quarantined,
                                  self.last_load.seconds)
                 if first:
-                    mode = self.run(refresh_kept, str(self.settings.workspace), reader=False)
+                    mode = self.run(refresh_kept, str(self.settings.workspace))
                     if mode not in ("current", "skipped"):
                         log.info("kept sessions brought up to date (%s)", mode)
                 if time.monotonic() >= next_prune:

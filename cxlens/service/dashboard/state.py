@@ -209,7 +209,7 @@ class DashboardState:
         if self.runtime is not None:
             views = self.runtime.run(build_views, str(self.workspace), keys, self.runtime.writes,
                                      BATCH_SECONDS if background else float("inf"), background=background,
-                                     cancel=self._stop)
+                                     cancel=self._stop, reader=not background)
         else:
             views = build_views(str(self.workspace), keys)
         with self._lock:
