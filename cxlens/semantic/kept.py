@@ -86,19 +86,24 @@ def _events_sql(ws: Workspace, query: str) -> str:
     events = ws.table("events")
     key = (query, events.schema())
     if key not in _COMPILED:
-        if query == "events":
-            expr = session_events(events)
-        elif query == "keyed":
-            expr = _keyed(events)
-        elif query == "rows":
-            expr = _with_new(session_rows(events), True)
-        else:  # "dirty rows": the rows of the changed keys only, `new` set afterwards
-            keyed = _keyed(events)
-            dirty = ws.con.sql("SELECT k1 AS d1, k2 AS d2 FROM _cx_dirty")
-            expr = _with_new(session_rows(keyed.semi_join(dirty, [keyed.k1 == dirty.d1, keyed.k2 == dirty.d2])
-                                          .drop("k1", "k2", "visitor")), False)
-        _COMPILED[key] = _sql(expr)
+        _COMPILED[key] = _sql(_QUERIES[query](ws, events))
     return _COMPILED[key]
+
+
+def _dirty_rows(ws: Workspace, events: ir.Table) -> ir.Table:
+    """The sessions of the changed keys only (`_cx_dirty`), `new` set afterwards."""
+    keyed = _keyed(events)
+    dirty = ws.con.sql("SELECT k1 AS d1, k2 AS d2 FROM _cx_dirty")
+    scope = keyed.semi_join(dirty, [keyed.k1 == dirty.d1, keyed.k2 == dirty.d2]).drop("k1", "k2", "visitor")
+    return _with_new(session_rows(scope), False)
+
+
+_QUERIES: dict[str, Callable[[Workspace, ir.Table], ir.Table]] = {
+    "events": lambda ws, events: session_events(events),
+    "keyed": lambda ws, events: _keyed(events),
+    "rows": lambda ws, events: _with_new(session_rows(events), True),
+    "dirty rows": _dirty_rows,
+}
 
 
 _HASH = f"hash({', '.join(SESSION_COLUMNS)})"

@@ -54,11 +54,16 @@ def _latest(*columns: ir.TimestampColumn) -> object:
     return max(values) if values else None
 
 
+def _personal_rows(ctx: Context) -> tuple[ir.Table, ir.Table, ir.Table]:
+    """Valid orders, interactions and survey answers that belong to a profile."""
+    return (valid_orders(ctx).filter(lambda t: t.profile_id.notnull()),
+            ctx.table("interactions").filter(lambda t: t.profile_id.notnull()),
+            ctx.table("survey_responses").filter(lambda t: t.profile_id.notnull()))
+
+
 def _features_as_of(ctx: Context) -> object:
     """The latest order, contact, survey answer or event: the day profile features are as of."""
-    o = valid_orders(ctx).filter(lambda t: t.profile_id.notnull())
-    i = ctx.table("interactions").filter(lambda t: t.profile_id.notnull())
-    s = ctx.table("survey_responses").filter(lambda t: t.profile_id.notnull())
+    o, i, s = _personal_rows(ctx)
     return _latest(o.ts, i.started_at, s.responded_at, ctx.table("events").occurred_at)
 
 
@@ -68,9 +73,7 @@ def profile_features(ctx: Context, catalog: object) -> ir.Table:
     from cxlens.semantic.sources import Request
 
     attrs = profile_attributes(ctx).view()
-    o = valid_orders(ctx).filter(lambda t: t.profile_id.notnull())
-    i = ctx.table("interactions").filter(lambda t: t.profile_id.notnull())
-    s = ctx.table("survey_responses").filter(lambda t: t.profile_id.notnull())
+    o, i, s = _personal_rows(ctx)
     as_of = ctx.scalar("features_as_of", _features_as_of)
     if as_of is None:
         as_of = datetime(1970, 1, 1)

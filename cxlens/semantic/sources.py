@@ -81,13 +81,13 @@ class Context:
     def source(self, name: str, request: Request) -> ir.Table:
         key = (name, request if SOURCES[name].periodic or SOURCES[name].derived_dims else Request("all"))
         if key not in self._cache:
-            with self.recording() as deps:
+            with self.recording() as deps:  # noted to the outer recordings when it ends
                 built = SOURCES[name].build(self, request)
                 if self.materialize and SOURCES[name].costly and name not in self.kept_sources:
                     built = built.cache()
-            self._cache[key] = built
-            self._deps[key] = deps
-        self._note(self._deps.get(key, {}))
+            self._cache[key], self._deps[key] = built, deps
+        else:
+            self._note(self._deps[key])
         return self._cache[key]
 
     def remember(self, name: str, build: Callable[[], ir.Table]) -> ir.Table:
@@ -97,7 +97,8 @@ class Context:
             with self.recording() as deps:
                 self._cache[key] = self.keep(build())
             self._deps[key] = deps
-        self._note(self._deps.get(key, {}))
+        else:
+            self._note(self._deps[key])
         return self._cache[key]
 
     def keep(self, t: ir.Table) -> ir.Table:
