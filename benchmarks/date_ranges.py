@@ -36,7 +36,6 @@ from cxlens.semantic.templates import Templates  # noqa: E402
 from cxlens.workspace import Workspace  # noqa: E402
 from cxlens.workspace.workspace import file_stamp  # noqa: E402
 
-EPOCH: dict[str, Templates] = {}
 
 
 def ranges(first: date, last: date, n: int) -> list[tuple[date, date]]:
@@ -50,9 +49,9 @@ def ranges(first: date, last: date, n: int) -> list[tuple[date, date]]:
 
 
 def measure(path: Path, catalog: Catalog, ids: list[str], since: date, until: date,
-            templates: Templates | None) -> tuple[float, dict[str, pd.DataFrame]]:
+            templates: Templates | None, epoch: bool = False) -> tuple[float, dict[str, pd.DataFrame]]:
     started = time.perf_counter()
-    if templates is not None and templates is EPOCH.get("templates"):
+    if templates is not None and epoch:
         templates.epoch(file_stamp(path))
     with Workspace.open(path) as ws, Measurer(ws, catalog, templates=templates) as m:
         results = m.measure_many(ids, grain="month", since=since, until=until)
@@ -75,12 +74,11 @@ def main() -> None:
         print(f"{len(ids)} metrics by month, {args.ranges} date ranges between {lo} and {hi}, each on a new connection")
         measure(path, catalog, ids, lo, hi, None)  # imports and the engine's first touch, for both ways
         templates, trusted = Templates(), Templates()
-        EPOCH["templates"] = trusted
         plain_s, kept_s, trusted_s = [], [], []
         for since, until in ranges(lo, hi, args.ranges):
             p, plain = measure(path, catalog, ids, since, until, None)
             k, kept = measure(path, catalog, ids, since, until, templates)
-            t, once = measure(path, catalog, ids, since, until, trusted)
+            t, once = measure(path, catalog, ids, since, until, trusted, epoch=True)
             for mid in ids:
                 pd.testing.assert_frame_equal(kept[mid], plain[mid], check_exact=False, rtol=1e-9, atol=1e-9)
                 pd.testing.assert_frame_equal(once[mid], plain[mid], check_exact=False, rtol=1e-9, atol=1e-9)
