@@ -378,6 +378,51 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
         assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
 
 
+def test_a_page_is_computed_beside_a_load_from_the_data_before_it(dashboard_env: dict, tmp_path: Path) -> None:
+    """In one process (the loader's child) a page computed while a load's transaction is open
+    neither waits for it nor sees part of it: its numbers are the data before the load, as pandas
+    computes them; once the load commits, the next computation has the new numbers."""
+    import threading
+
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._ANSWERS.clear()
+    period, before = tiles(views.build_view(str(ws), "overview", Filters()).html)["revenue"]
+    start = date.fromisoformat(period)
+    written, commit, done = threading.Event(), threading.Event(), threading.Event()
+
+    def load() -> None:
+        with Workspace.open(ws) as w, w.transaction():
+            w.sql("""INSERT INTO orders SELECT * REPLACE ('beside' AS order_id, 'beside' AS record_key,
+                     1000.0 AS revenue, 'completed' AS status) FROM orders
+                     WHERE ordered_at::DATE BETWEEN ? AND ? AND status = 'completed' AND profile_id IS NOT NULL
+                     LIMIT 1""", [start, month_end(start)])
+            w.sql("UPDATE orders SET revenue = revenue + 0 WHERE order_id = 'beside'")
+            written.set()
+            commit.wait(60)
+        done.set()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        assert written.wait(60)
+        views._ANSWERS.clear()
+        during = views.build_view(str(ws), "overview", Filters())
+        assert not done.is_set()  # computed while the load's transaction was still open
+        with Workspace.open(ws) as w:
+            orders = w.sql("SELECT ordered_at, revenue, status, channel FROM orders").fetchdf()
+    finally:
+        commit.set()
+        loader.join(60)
+    assert tiles(during.html)["revenue"] == (period, pytest.approx(before))
+    assert before == pytest.approx(valid_revenue(orders, start, month_end(start)))  # the committed data
+    views._ANSWERS.clear()
+    after = tiles(views.build_view(str(ws), "overview", Filters()).html)["revenue"]
+    assert after == (period, pytest.approx(before + 1000.0))
+
+
 def _copy_workspace(env: dict, root: Path) -> Path:
     ws = root / "cxlens.duckdb"
     shutil.copy2(env["ws"], ws)

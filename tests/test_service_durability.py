@@ -205,51 +205,72 @@ def test_loads_get_rarer_after_long_loads(tmp_path: Path) -> None:
         ServiceSettings(workspace=tmp_path / "ws.duckdb", load_threads=0)
 
 
-def test_a_waiting_reader_takes_the_workspace_before_a_waiting_load(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dashboard view or an API call takes well under a second, a load seconds: when both wait
-    for the workspace the reader goes first, but a load waits for readers only so long."""
-    import cxlens.service.runtime as runtime_module
+def test_a_reader_and_a_load_share_the_workspace_and_everyone_else_waits_for_both(tmp_path: Path) -> None:
+    """A dashboard page someone waits for (READ) and a load (LOAD) run together, one of each; a
+    caller that opens the file in the server's process (EXCLUSIVE) waits until both are done, and
+    neither starts while it works."""
+    from cxlens.service.runtime import EXCLUSIVE, LOAD, READ
 
     runtime = Runtime(ServiceSettings(workspace=tmp_path / "ws.duckdb"))
-    order: list[str] = []
+    access = runtime.access
     try:
-        runtime._ws_lock.acquire()  # a view in progress
-
-        def load() -> None:
-            runtime._acquire_for_load()
-            order.append("load")
-            time.sleep(0.3)
-            runtime._ws_lock.release()
-
-        def read() -> None:
-            runtime._acquire(reader=True)
-            order.append("reader")
-            time.sleep(0.3)
-            runtime._ws_lock.release()
-
-        loader = threading.Thread(target=load)
-        loader.start()
-        time.sleep(0.2)  # the load waits first
-        reader = threading.Thread(target=read)
-        reader.start()
+        assert access.acquire(LOAD, 0)
+        assert access.acquire(READ, 0)  # alongside the load, at once
+        assert not access.acquire(READ, 0.05) and not access.acquire(LOAD, 0.05)  # one of each
+        assert not access.acquire(EXCLUSIVE, 0.05)
+        access.release(LOAD)
+        assert not access.acquire(EXCLUSIVE, 0.05)  # the reader still works
+        got: list[float] = []
+        waiter = threading.Thread(target=lambda: got.append(time.monotonic()) if access.acquire(EXCLUSIVE) else None)
+        waiter.start()
         time.sleep(0.2)
-        runtime._ws_lock.release()
-        loader.join(10)
-        reader.join(10)
-        assert order == ["reader", "load"]
-
-        # Readers that never stop waiting hold a load back for LOAD_YIELD_SECONDS only.
-        monkeypatch.setattr(runtime_module, "LOAD_YIELD_SECONDS", 0.5)
-        runtime._readers = 1
-        started = time.monotonic()
-        runtime._acquire_for_load()
-        waited = time.monotonic() - started
-        runtime._ws_lock.release()
-        assert 0.45 <= waited < 3
+        released = time.monotonic()
+        access.release(READ)
+        waiter.join(5)
+        assert got and got[0] >= released
+        assert not access.acquire(READ, 0.05) and not access.acquire(LOAD, 0.05)
+        access.release(EXCLUSIVE)
+        assert access.acquire(READ, 0) and access.acquire(LOAD, 0)
+        access.release(READ)
+        access.release(LOAD)
+        assert [access.held(m) for m in (EXCLUSIVE, LOAD, READ)] == [0, 0, 0]
     finally:
-        runtime._readers = 0
         runtime.spool.close()
+
+
+def _pid_and_sleep(seconds: float) -> int:
+    import os
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_the_loader_process_runs_calls_side_by_side_and_outlives_its_child(tmp_path: Path) -> None:
+    """The child runs each call in a thread of its own (a page beside a load), hands errors back
+    as they were raised, and when it dies the calls it had fail with a sentence and the next call
+    starts a new child."""
+    import os
+
+    from cxlens.service.loadworker import LoadWorker
+
+    worker = LoadWorker(tmp_path / "spool.sqlite")
+    try:
+        started = time.monotonic()
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(worker.call(_pid_and_sleep, 0.6))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert results == [worker.pid, worker.pid]
+        assert time.monotonic() - started < 1.1  # together, not 1.2 s one after the other
+        with pytest.raises(ValueError, match="invalid literal"):
+            worker.call(int, "not a number")
+        with pytest.raises(WorkspaceError, match="loader's process ended"):
+            worker.call(os._exit, 3)
+        assert worker.call(_pid_and_sleep, 0) not in (worker.pid, os.getpid())  # a new child
+    finally:
+        worker.close()
 
 
 def test_backpressure_lifts_when_another_process_drains_and_old_ids_are_pruned(tmp_path: Path) -> None:

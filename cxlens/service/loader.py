@@ -58,12 +58,15 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
             if threads is not None:
                 ws.sql(f"SET threads = {int(threads)}")
             # The steps of ingest() for one file: load with identities, resolve whatever else is
-            # pending, rebuild profiles, bring the kept sessions up to date (the keys touched).
-            r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
-            resolve(ws)
-            if profiles or spool.quick_backlog() <= len(lines):
-                build_profiles(ws)
-            refresh_sessions(ws)
+            # pending, rebuild profiles, bring the kept sessions up to date (the keys touched). One
+            # transaction: a dashboard page computed meanwhile (runtime.Access) sees all of it or
+            # none, never new events beside out-of-date kept sessions; a crash keeps none of it.
+            with ws.transaction():
+                r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
+                resolve(ws)
+                if profiles or spool.quick_backlog() <= len(lines):
+                    build_profiles(ws)
+                refresh_sessions(ws)
     finally:
         batch.unlink(missing_ok=True)
     spool.trim(source, last_seq)

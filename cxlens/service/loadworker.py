@@ -4,22 +4,30 @@ A load is mostly engine work, but identity resolution and the profile rebuild al
 code, and in the server's process that code holds the GIL the request handlers need: requests
 waited behind it (p99 ~290 ms on 2 cores). In a child process at lower CPU priority a load only
 competes for a core, and the scheduler prefers the requests. The child opens the spool and the
-workspace itself (SQLite and DuckDB files, safe across processes); the server still takes its
-workspace lock around each load, so nothing else in the server opens the workspace meanwhile.
-The dashboard computes its pages here too (`call`), for the same reason.
+workspace itself (SQLite and DuckDB files, safe across processes); the server decides who may use
+the workspace when (see runtime.Access). The dashboard computes its pages here too (`call`), for
+the same reason.
+
+Each call runs in a thread of its own in the child, so a page can be computed while a load runs:
+both open the workspace in this one process, where DuckDB shares one database instance between
+them, and the page reads a snapshot (one read transaction) while the load writes. A pool of one
+worker process would run them one after the other, and a reader would wait for the load.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service.loader import LoadReport, flush
 from cxlens.service.spool import Spool
 
@@ -56,6 +64,41 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+def _serve(conn: Any, spool_path: str, waiting: Any, reading: Any) -> None:
+    """The child's main loop: run each call it receives in a thread of its own, answer when done;
+    on the end-of-work message (None) or a closed pipe, finish the calls in progress and exit."""
+    _start(spool_path, waiting, reading)
+    answer_lock = threading.Lock()
+    running: list[threading.Thread] = []
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message is None:
+            break
+        running = [t for t in running if t.is_alive()]
+        thread = threading.Thread(target=_answer, args=(conn, answer_lock, *message), name="cxlens-loader-call", daemon=True)
+        thread.start()
+        running.append(thread)
+    for thread in running:
+        thread.join()
+
+
+def _answer(conn: Any, lock: threading.Lock, call_id: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        reply: tuple[int, bool, Any] = (call_id, True, fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+        if not isinstance(exc, CxlensError):  # a bug: where it happened, for the server's log
+            exc.add_note("In the loader's process:\n" + "".join(traceback.format_exception(exc)).rstrip())
+        reply = (call_id, False, exc)
+    with lock:
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - a result or an error that does not pickle
+            conn.send((call_id, False, RuntimeError(f"the loader's process could not send its answer back: {exc}")))
+
+
 def _flush(workspace: str, kwargs: dict[str, Any]) -> LoadReport:
     assert _spool is not None
     return flush(Path(workspace), _spool, **kwargs)
@@ -78,17 +121,54 @@ def _ready() -> int:
 
 
 class LoadWorker:
-    """One child process that runs `loader.flush` calls (and the dashboard's page computations), one at a time."""
+    """One child process that runs `loader.flush` calls and the dashboard's page computations, each
+    in a thread of its own (see the module's docstring); started again if it dies."""
 
     def __init__(self, spool_path: Path):
-        context = multiprocessing.get_context("spawn")
-        self._waiting, self._reading = context.Event(), context.Event()
-        self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start,
-                                         initargs=(str(spool_path), self._waiting, self._reading))
-        self.pid = self._pool.submit(_ready).result()  # pay the child's start-up (imports) now
+        self._context = multiprocessing.get_context("spawn")
+        self._spool_path = str(spool_path)
+        self._waiting, self._reading = self._context.Event(), self._context.Event()
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._pending: dict[int, Future[Any]] = {}
+        self._conn: Any = None
+        self._process: Any = None
+        self._start()
+        self.pid: int = self.call(_ready)  # pay the child's start-up (imports) now
+
+    def _start(self) -> None:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=_serve, args=(theirs, self._spool_path, self._waiting, self._reading),
+                                        name="cxlens-loader", daemon=True)
+        process.start()
+        theirs.close()
+        self._conn, self._process = ours, process
+        threading.Thread(target=self._receive, args=(ours, process), name="cxlens-loader-answers", daemon=True).start()
+
+    def _receive(self, conn: Any, process: Any) -> None:
+        """Hand each answer to its caller; when the child is gone, fail the calls it had."""
+        while True:
+            try:
+                call_id, ok, value = conn.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future = self._pending.pop(call_id, None)
+            if future is not None:
+                (future.set_result if ok else future.set_exception)(value)
+        process.join()
+        with self._lock:
+            lost = [f for f in self._pending.values()]
+            self._pending.clear()
+            if self._process is process:
+                self._conn = self._process = None  # the next call starts a new child
+        for future in lost:
+            future.set_exception(WorkspaceError(
+                f"The loader's process ended (exit code {process.exitcode}) before it answered; "
+                "the events stay in the spool and are loaded by the next turn."))
 
     def flush(self, workspace: Path, **kwargs: Any) -> LoadReport:
-        return self._pool.submit(_flush, str(workspace), kwargs).result()
+        return self.call(_flush, str(workspace), kwargs)
 
     def someone_waits(self, waiting: bool, reading: bool = False) -> None:
         """Tell the child whether a caller, and whether a reader, waits for the workspace (cheap:
@@ -100,8 +180,29 @@ class LoadWorker:
                 flag.clear()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in the child (a module-level function; arguments and result are pickled)."""
-        return self._pool.submit(fn, *args).result()
+        """`fn(*args)` in the child, in a thread of its own (a module-level function; arguments and
+        result are pickled)."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._process is None:
+                self._start()
+            call_id = next(self._ids)
+            self._pending[call_id] = future
+            try:
+                self._conn.send((call_id, fn, args))
+            except BaseException:
+                self._pending.pop(call_id, None)
+                raise
+        return future.result()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Let the calls in progress finish, then end the child."""
+        with self._lock:
+            conn, process = self._conn, self._process
+            if conn is not None:
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+        if process is not None:
+            process.join()

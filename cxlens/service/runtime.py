@@ -1,8 +1,9 @@
 """The state one app instance owns: its spool, the key cache and the background loader.
 
-Everything that touches the workspace goes through `Runtime.workspace()`, which opens the file,
-lets one caller work and closes it again: DuckDB allows one writing process per file, so the
-service never keeps it open between requests and loads, and the CLI can use it meanwhile.
+Everything that touches the workspace goes through `Runtime.workspace()` or `Runtime.run()`,
+which open the file, let their caller work and close it again: DuckDB allows one writing process
+per file, so the service never keeps it open between requests and loads, and the CLI can use it
+meanwhile. Who may use it when is `Access`'s business.
 """
 
 from __future__ import annotations
@@ -31,12 +32,50 @@ T = TypeVar("T")
 
 IDLE_WAIT_SECONDS = 0.05
 """How often background work (the dashboard's refresh) checks whether the workspace is free."""
-LOAD_YIELD_SECONDS = 5.0
-"""How long a load lets waiting readers go first (see Runtime._acquire_for_load)."""
 
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
 the workspace busy."""
+
+
+EXCLUSIVE, LOAD, READ = "exclusive", "load", "read"
+"""How a caller uses the workspace (see Access)."""
+
+
+class Access:
+    """Who uses the workspace now: one caller alone, or a load and a page reader together.
+
+    A caller in the server's process (keys, survey answers, admin changes) opens the file itself
+    and so needs it to itself (EXCLUSIVE), as does background work that should not compete with
+    anyone. A LOAD and a READ (a dashboard page someone waits for) both run in the loader's child,
+    where they share one DuckDB database instance: the page reads a snapshot while the load writes
+    (DuckDB's MVCC; the load is one transaction, see loader.load_batch), so a reader never waits
+    for a load, which takes seconds, nor a load for a reader. One load and one reader at a time."""
+
+    _COMPATIBLE: dict[str, frozenset[str]] = {EXCLUSIVE: frozenset(), LOAD: frozenset({READ}), READ: frozenset({LOAD})}
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held: dict[str, int] = {EXCLUSIVE: 0, LOAD: 0, READ: 0}
+
+    def _free(self, mode: str) -> bool:
+        return all(n == 0 or held in self._COMPATIBLE[mode] for held, n in self._held.items())
+
+    def acquire(self, mode: str, timeout: float = -1) -> bool:
+        """Wait until `mode` is compatible with every holder (up to `timeout` s, forever when negative)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._free(mode), None if timeout < 0 else timeout):
+                return False
+            self._held[mode] += 1
+            return True
+
+    def release(self, mode: str) -> None:
+        with self._cond:
+            self._held[mode] -= 1
+            self._cond.notify_all()
+
+    def held(self, mode: str) -> int:
+        return self._held[mode]
 
 
 class Runtime:
@@ -45,7 +84,7 @@ class Runtime:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self.spool = Spool(settings.spool)
-        self._ws_lock = threading.Lock()
+        self.access = Access()
         self._keys: dict[str, keystore.KeyRecord] = {}
         self._keys_at = 0.0
         self._miss_at = 0.0
@@ -65,7 +104,7 @@ class Runtime:
     def workspace(self, wait: float = -1) -> Iterator[Workspace]:
         """The workspace, opened for this caller only (others in this process wait up to `wait`
         seconds, forever when negative; then WorkspaceError)."""
-        if not self._acquire(wait):
+        if not self._acquire(EXCLUSIVE, wait):
             raise WorkspaceError(f"The workspace {self.settings.workspace} is busy loading events; try again in a few seconds.")
         try:
             before = file_stamp(self.settings.workspace)
@@ -77,45 +116,25 @@ class Runtime:
                 if file_stamp(self.settings.workspace) != before:
                     self.writes += 1
         finally:
-            self._ws_lock.release()
+            self.access.release(EXCLUSIVE)
 
-    def _acquire(self, timeout: float = -1, reader: bool = False) -> bool:
-        """Take the workspace lock as a caller someone waits for: background work (the dashboard's
-        refresh, in the loader's child) sees the wait and starts no further view until it is served;
-        for a `reader` (someone waiting for a dashboard page to be computed) it also stops the view
-        it is computing (see views.build_views). Only readers do: the loader's key refresh every
-        turn, or an API client polling, would otherwise stop every long view before it ends."""
+    def _acquire(self, mode: str, timeout: float = -1) -> bool:
+        """Take the workspace in `mode` as a caller someone waits for: background work (the
+        dashboard's refresh, in the loader's child) sees the wait and starts no further view until
+        it is served; a READ (someone waiting for a dashboard page to be computed) also stops the
+        view it is computing (see views.build_views). Only readers do: the loader's key refresh
+        every turn, or an API client polling, would otherwise stop every long view before it ends."""
+        reader = mode == READ
         with self._urgent_lock:
             self._urgent += 1
             self._readers += reader
             self._signal()
         try:
-            return self._ws_lock.acquire(timeout=timeout)
+            return self.access.acquire(mode, timeout)
         finally:
             with self._urgent_lock:
                 self._urgent -= 1
                 self._readers -= reader
-                self._signal()
-
-    def _acquire_for_load(self) -> None:
-        """Take the workspace lock for a load, letting readers who wait for it go first (a view
-        takes well under a second, a load 2-3 s on the demo workspace) for at most
-        LOAD_YIELD_SECONDS, so a stream of readers cannot hold loads back for long."""
-        deadline = time.monotonic() + LOAD_YIELD_SECONDS
-        with self._urgent_lock:
-            self._urgent += 1
-            self._signal()
-        try:
-            while True:
-                yielding = self._readers > 0 and time.monotonic() < deadline
-                if not yielding and self._ws_lock.acquire(timeout=IDLE_WAIT_SECONDS):
-                    if self._readers == 0 or time.monotonic() >= deadline:
-                        return
-                    self._ws_lock.release()  # a reader came meanwhile: after them
-                time.sleep(IDLE_WAIT_SECONDS if yielding else 0)
-        finally:
-            with self._urgent_lock:
-                self._urgent -= 1
                 self._signal()
 
     def _signal(self) -> None:
@@ -128,24 +147,26 @@ class Runtime:
         there is one, so its Python work never holds the GIL the requests need.
 
         `background` work (the dashboard's refresh) starts only when the workspace is free and no
-        foreground caller of `run` is waiting for it; it gives up with WorkspaceError once `cancel` is set."""
+        foreground caller of `run` is waiting for it; it gives up with WorkspaceError once `cancel` is set.
+        A `reader` (fn only reads, in one transaction) runs alongside a load (see Access)."""
+        mode = READ if reader and not background else EXCLUSIVE
         if background:
             while True:
                 if (cancel is not None and cancel.is_set()) or self._stop.is_set():
                     raise WorkspaceError("The service is stopping.")
-                if self._urgent == 0 and self._ws_lock.acquire(timeout=IDLE_WAIT_SECONDS):
+                if self._urgent == 0 and self.access.acquire(EXCLUSIVE, IDLE_WAIT_SECONDS):
                     if self._urgent == 0:
                         break
-                    self._ws_lock.release()
+                    self.access.release(EXCLUSIVE)
                 time.sleep(IDLE_WAIT_SECONDS)
         else:
-            self._acquire(reader=reader)
+            self._acquire(mode)
         try:
             if self._worker is not None:
                 return self._worker.call(fn, *args)
             return fn(*args)
         finally:
-            self._ws_lock.release()
+            self.access.release(mode)
 
     def refresh_keys(self, wait: float = -1) -> None:
         with self.workspace(wait) as ws:
@@ -180,12 +201,12 @@ class Runtime:
                 backlog = self.spool.quick_backlog()  # also corrects the back-pressure estimate
                 if first or (backlog and time.monotonic() >= next_load):
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
-                    self._acquire_for_load()
+                    self._acquire(LOAD)
                     try:
                         self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
                                                      threads=self.settings.load_threads, profiles=profiles)
                     finally:
-                        self._ws_lock.release()
+                        self.access.release(LOAD)
                     next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches and (profiles or self.last_load.backlog == 0):
                         profiles_at = time.monotonic()
@@ -234,8 +255,11 @@ class Runtime:
         if self._thread is not None:
             self._thread.join(timeout=60)
         try:
-            with self._ws_lock:
+            self.access.acquire(EXCLUSIVE)
+            try:
                 flush(self.settings.workspace, self.spool, batch=self.settings.load_batch)
+            finally:
+                self.access.release(EXCLUSIVE)
         except CxlensError as exc:
             log.warning("events left in the spool at shutdown (loaded at the next start): %s", exc)
         if self._worker is not None:

@@ -140,7 +140,8 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     catalog = _catalog(path)
     views: list[View] = []
     background = budget != float("inf")
-    with (Workspace.open(path) as ws, Measurer(ws, catalog, templates=_templates(path, stamp)) as shared,
+    # One snapshot: a load may commit while a reader's page is computed (see runtime.Access).
+    with (Workspace.open(path) as ws, ws.snapshot(), Measurer(ws, catalog, templates=_templates(path, stamp)) as shared,
           Stopper(ws.backend, reader_waiting if background else None) as stopper):
         measurer = BatchMeasurer(shared, _answers(path, stamp))
         for page, f in keys:
