@@ -352,6 +352,106 @@ def test_events_arriving_during_a_load_defer_the_profile_rebuild(tmp_path: Path,
     assert people == linked > 0
 
 
+def test_a_load_gives_way_to_a_reader_keeps_nothing_and_loads_everything_later(tmp_path: Path) -> None:
+    """A load that stops for a reader's page (computed beside it) rolls back whatever it had done
+    and leaves its events in the spool; the next load stores each of them once."""
+    from cxlens.service.loader import GaveWay
+
+    ws = tmp_path / "ws.duckdb"
+    spool = Spool(spool_path_for(ws))
+    try:
+        spool.append(events("first", 40), "http")
+        assert flush(ws, spool).loaded == 40
+        spool.append(events("w", 120), "http")
+        with pytest.raises(GaveWay):
+            flush(ws, spool, give_way=lambda: True)  # a reader is computing all along
+        assert spool.quick_backlog() == 120
+        with Workspace.open(ws) as w:
+            assert w.sql("SELECT count(*) FROM events").fetchone()[0] == 40
+            assert w.sql("SELECT count(*) FROM sources").fetchone()[0] == 1  # no trace of the stopped load
+        report = flush(ws, spool, give_way=lambda: False)
+        assert (report.loaded, report.duplicates, report.backlog) == (120, 0, 0)
+    finally:
+        spool.close()
+    assert stored(ws, "w") == {f"w-{i}": 1 for i in range(120)}
+
+
+def test_a_load_commits_once_no_readers_page_is_being_computed(tmp_path: Path) -> None:
+    """A load that does not give way (or finishes first) waits with its commit while a reader's
+    page is being computed in the same process, so the page's queries all see the data before
+    the load; a page does not start while a load commits."""
+    from cxlens.service import loadworker
+
+    ws = tmp_path / "ws.duckdb"
+    spool = Spool(spool_path_for(ws))
+    at_gate = threading.Event()
+    real_gate = loadworker.quiet_commit
+
+    def gate():  # type: ignore[no-untyped-def]
+        at_gate.set()
+        return real_gate()
+
+    try:
+        spool.append(events("q", 50), "http")
+        reports: list[LoadReport] = []
+        with loadworker.computing():  # a reader's page is being computed
+            loader = threading.Thread(target=lambda: reports.append(flush(ws, spool, commit_gate=gate)))
+            loader.start()
+            assert at_gate.wait(60)
+            time.sleep(0.5)
+            assert loader.is_alive()  # done loading, waiting to commit
+            with Workspace.open(ws) as w:  # the page's queries: nothing of the load yet
+                assert w.sql("SELECT count(*) FROM events").fetchone()[0] == 0
+        loader.join(60)
+        assert reports and reports[0].loaded == 50
+    finally:
+        spool.close()
+    assert stored(ws, "q") == {f"q-{i}": 1 for i in range(50)}
+    started = threading.Event()
+
+    def page() -> None:
+        with loadworker.computing():
+            started.set()
+
+    with loadworker.quiet_commit():  # a load commits: a page waits to start
+        reader = threading.Thread(target=page)
+        reader.start()
+        assert not started.wait(0.3)
+    assert started.wait(5)
+    reader.join(5)
+    assert not loadworker.reader_computing()
+
+
+def test_loads_give_way_to_readers_only_so_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Readers that never stop computing hold pending events back for GIVE_WAY_SECONDS, then a
+    load runs to its end beside them."""
+    import logging
+
+    import cxlens.service.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "GIVE_WAY_SECONDS", 1.0)
+    monkeypatch.setattr(runtime_module, "reader_computing", lambda: True)
+    ws = tmp_path / "ws.duckdb"
+    runtime = Runtime(ServiceSettings(workspace=ws, load_interval=0.2, load_process=False))
+    caplog.set_level(logging.INFO, logger="cxlens.service")
+    runtime.start()
+    try:
+        deadline = time.monotonic() + 60
+        while runtime.last_load is None and time.monotonic() < deadline:  # the start-up load (never gives way)
+            time.sleep(0.05)
+        runtime.spool.append(events("held", 30), "http")
+        appended = time.monotonic()
+        while runtime.spool.quick_backlog() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waited = time.monotonic() - appended
+    finally:
+        runtime.stop()
+    assert 1.0 <= waited < 30
+    assert "a load gave way to a dashboard reader" in caplog.text
+    assert stored(ws, "held") == {f"held-{i}": 1 for i in range(30)}
+
+
 def test_concurrent_appends_share_commits_and_each_id_is_accepted_once(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "ws.duckdb.spool")
     answers: list[Appended] = []

@@ -79,23 +79,3 @@ def test_locked_workspace_is_a_sentence(ws_path: Path, tmp_path: Path) -> None:
             Workspace.open(ws_path)
     finally:
         holder.kill()
-
-
-def test_a_snapshot_sees_one_version_while_another_connection_commits(ws_path: Path) -> None:
-    """Two opens in one process share DuckDB's database instance; reads inside a snapshot keep
-    seeing the data as it began (a dashboard page beside a load), nothing inside is kept, and
-    after it the committed rows show."""
-    with Workspace.open(ws_path) as reader, Workspace.open(ws_path) as writer:
-        count = "SELECT count(*) FROM cxlens_meta"
-        before = reader.sql(count).fetchone()[0]
-        with reader.snapshot():
-            assert reader.sql(count).fetchone()[0] == before
-            reader.sql("CREATE TEMP TABLE inside AS SELECT 1 AS x")
-            with writer.transaction():
-                writer.sql("INSERT INTO cxlens_meta VALUES ('snapshot_test', 'x')")
-            assert writer.sql(count).fetchone()[0] == before + 1
-            assert reader.sql(count).fetchone()[0] == before  # still the version it began with
-            with reader.transaction():  # joins the snapshot
-                assert reader.sql(count).fetchone()[0] == before
-        assert reader.sql(count).fetchone()[0] == before + 1
-        assert reader.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'inside'").fetchone()[0] == 0

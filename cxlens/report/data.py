@@ -129,6 +129,12 @@ class ReportData:
 
 def data_span(ws: Any, since: date | None = None, until: date | None = None) -> periods.DataSpan | None:
     """First and last activity over the activity tables, clipped to --since/--until (None if empty)."""
+    return clip_span(activity_span(ws), since, until)
+
+
+def activity_span(ws: Any) -> tuple[datetime, datetime] | None:
+    """First and last activity over the activity tables (None if empty): what `data_span` clips,
+    kept by the dashboard per data version since every date range clips the same span."""
     have = ws.backend.tables()
     firsts, lasts = [], []
     for table, column in ACTIVITY:
@@ -140,9 +146,15 @@ def data_span(ws: Any, since: date | None = None, until: date | None = None) -> 
         if pd.notna(row["first"]):
             firsts.append(pd.Timestamp(row["first"]).to_pydatetime())
             lasts.append(pd.Timestamp(row["last"]).to_pydatetime())
-    if not firsts:
+    return (min(firsts), max(lasts)) if firsts else None
+
+
+def clip_span(bounds: tuple[datetime, datetime] | None, since: date | None = None,
+              until: date | None = None) -> periods.DataSpan | None:
+    """The span of `bounds` within --since/--until (None if nothing is left)."""
+    if bounds is None:
         return None
-    first, last = min(firsts), max(lasts)
+    first, last = bounds
     if since is not None:
         first = max(first, datetime.combine(since, clock.min))
     if until is not None:

@@ -8,14 +8,22 @@ The workspace is held only for the load itself, so CLI commands can open it in b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from cxlens.service.spool import Spool
+from cxlens.service.stopper import Stopper
 from cxlens.workspace import Workspace
+
+
+class GaveWay(Exception):
+    """A load stopped for a reader's page computed beside it (see `load_batch`): nothing of it was
+    kept, its events are still in the spool, and the next turn loads them."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,8 @@ class LoadReport:
 
 
 def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = None,
-               profiles: bool = True) -> tuple[int, int, int, int]:
+               profiles: bool = True, give_way: Callable[[], bool] | None = None,
+               commit_gate: Callable[[], ContextManager[None]] | None = None) -> tuple[int, int, int, int]:
     """Load up to `limit` oldest pending events (of one source); (taken, loaded, duplicates, quarantined).
 
     `threads` caps DuckDB's threads for this load (all cores when None), so a server's load
@@ -42,7 +51,12 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
     event goes in with its profile_id); with `profiles` False the profiles table is rebuilt only
     when no event arrived while this batch loaded (the spool is empty after it): a rebuild reads
     every record (1.4 s on the demo workspace), a cost a sustained backlog, or a steady stream of
-    events, should not pay on every load (see ServiceSettings.profiles_every)."""
+    events, should not pay on every load (see ServiceSettings.profiles_every).
+
+    With `give_way`, the load stops as soon as it holds (a reader's page is being computed in this
+    process, beside the load: the two would share the cores and the GIL, and the reader would wait
+    about twice as long) and raises GaveWay; it keeps nothing, as after a crash. `commit_gate` is
+    held around the commit (see loadworker.quiet_commit)."""
     from cxlens.identity import resolve
     from cxlens.ingest.loader import ingest_file
     from cxlens.profiles import build_profiles
@@ -54,7 +68,7 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
     batch = spool.path.with_name(f"{spool.path.name}.{source}-{last_seq}-{os.getpid()}.ndjson")
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     try:
-        with Workspace.open(workspace) as ws:
+        with Workspace.open(workspace) as ws, contextlib.ExitStack() as gate:
             if threads is not None:
                 ws.sql(f"SET threads = {int(threads)}")
             # The steps of ingest() for one file: load with identities, resolve whatever else is
@@ -62,11 +76,21 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
             # transaction: a dashboard page computed meanwhile (runtime.Access) sees all of it or
             # none, never new events beside out-of-date kept sessions; a crash keeps none of it.
             with ws.transaction():
-                r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
-                resolve(ws)
-                if profiles or spool.quick_backlog() <= len(lines):
-                    build_profiles(ws)
-                refresh_sessions(ws)
+                with Stopper(ws.backend, give_way) as stopper:
+                    try:
+                        r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
+                        resolve(ws)
+                        if profiles or spool.quick_backlog() <= len(lines):
+                            build_profiles(ws)
+                        refresh_sessions(ws)
+                    except Exception:
+                        if stopper.fired:
+                            raise GaveWay() from None
+                        raise
+                if stopper.fired:  # a step may have swallowed the interruption: keep nothing
+                    raise GaveWay()
+                if commit_gate is not None:
+                    gate.enter_context(commit_gate())  # left after the commit
     finally:
         batch.unlink(missing_ok=True)
     spool.trim(source, last_seq)
@@ -74,13 +98,16 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
 
 
 def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None,
-          threads: int | None = None, profiles: bool = True) -> LoadReport:
+          threads: int | None = None, profiles: bool = True, give_way: Callable[[], bool] | None = None,
+          commit_gate: Callable[[], ContextManager[None]] | None = None) -> LoadReport:
     """Load pending events batch by batch until the spool is empty (or `max_batches` ran); with
-    `profiles` False, profiles are rebuilt only by a batch after which the spool is empty."""
+    `profiles` False, profiles are rebuilt only by a batch after which the spool is empty; with
+    `give_way`, a batch may stop for a reader (GaveWay, see `load_batch`), and `commit_gate` is
+    held around each batch's commit."""
     started = time.perf_counter()
     loaded = duplicates = quarantined = batches = 0
     while max_batches is None or batches < max_batches:
-        taken, n, d, q = load_batch(workspace, spool, batch, threads, profiles)
+        taken, n, d, q = load_batch(workspace, spool, batch, threads, profiles, give_way, commit_gate)
         if not taken:
             break
         batches += 1

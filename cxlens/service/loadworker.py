@@ -16,13 +16,14 @@ worker process would run them one after the other, and a reader would wait for t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,6 +115,57 @@ def reader_waiting() -> bool:
     """In the child: whether a reader in the server waits for the workspace (a background view
     being computed is then stopped and computed again later)."""
     return _reading is not None and _reading.is_set()
+
+
+_computing = 0
+"""Readers' pages being computed in this process now (see `computing`)."""
+_committing = False
+"""Whether a load is committing now (see `quiet_commit`)."""
+_gate = threading.Condition()
+QUIET_COMMIT_SECONDS = 10.0
+"""How long a load that has done its work waits for readers' pages to finish before it commits
+anyway (a page takes well under that; see `quiet_commit`)."""
+
+
+@contextlib.contextmanager
+def computing() -> Iterator[None]:
+    """Marks a page a reader waits for as being computed in this process: a load running beside it
+    gives way (see loader.load_batch) or waits with its commit (see `quiet_commit`); a page does
+    not start while a load commits."""
+    global _computing
+    with _gate:
+        _gate.wait_for(lambda: not _committing)
+        _computing += 1
+    try:
+        yield
+    finally:
+        with _gate:
+            _computing -= 1
+            _gate.notify_all()
+
+
+@contextlib.contextmanager
+def quiet_commit() -> Iterator[None]:
+    """Held by a load around its commit: entered once no reader's page is being computed (or after
+    QUIET_COMMIT_SECONDS), and no page starts until it is left. A page reads many queries, each
+    seeing the data as it is when the query starts; so no page sees part of its data before a
+    load and part after (a read transaction would do the same, but DuckDB reads the temporary
+    tables a page makes inside one about twice as slowly)."""
+    global _committing
+    with _gate:
+        _gate.wait_for(lambda: _computing == 0, QUIET_COMMIT_SECONDS)
+        _committing = True
+    try:
+        yield
+    finally:
+        with _gate:
+            _committing = False
+            _gate.notify_all()
+
+
+def reader_computing() -> bool:
+    """Whether a page a reader waits for is being computed in this process."""
+    return _computing > 0
 
 
 def _ready() -> int:

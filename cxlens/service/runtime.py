@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service import keys as keystore
-from cxlens.service.loader import LoadReport, flush, refresh_kept
+from cxlens.service.loader import GaveWay, LoadReport, flush, refresh_kept
+from cxlens.service.loadworker import quiet_commit, reader_computing
 from cxlens.service.settings import ServiceSettings
 from cxlens.service.spool import Spool
 from cxlens.workspace import Workspace
@@ -32,6 +33,10 @@ T = TypeVar("T")
 
 IDLE_WAIT_SECONDS = 0.05
 """How often background work (the dashboard's refresh) checks whether the workspace is free."""
+
+GIVE_WAY_SECONDS = 15.0
+"""How long loads keep giving way to readers' pages computed beside them (see loader.load_batch)
+before one runs to its end whoever reads meanwhile."""
 
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
@@ -195,18 +200,31 @@ class Runtime:
     def _loop(self) -> None:
         """Load everything pending at start-up, then one batch per pause (see `_pause_after`); keys every turn."""
         first, next_load, next_prune, profiles_at = True, 0.0, 0.0, time.monotonic()
+        gave_way = 0.0  # when the pending load first gave way to a reader (0: it has not)
         turn = max(0.1, min(self.settings.key_ttl, self.settings.load_interval))
         while not self._stop.is_set():
             try:
                 backlog = self.spool.quick_backlog()  # also corrects the back-pressure estimate
                 if first or (backlog and time.monotonic() >= next_load):
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
+                    # A load gives way to a reader's page computed beside it, for GIVE_WAY_SECONDS
+                    # at most, so a stream of readers cannot hold the events back for long.
+                    held_back = time.monotonic() - gave_way if gave_way else 0.0
+                    give_way = None if first or held_back > GIVE_WAY_SECONDS else reader_computing
                     self._acquire(LOAD)
                     try:
                         self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
-                                                     threads=self.settings.load_threads, profiles=profiles)
+                                                     threads=self.settings.load_threads, profiles=profiles,
+                                                     give_way=give_way, commit_gate=quiet_commit)
+                        gave_way = 0.0
+                    except GaveWay:
+                        gave_way = gave_way or time.monotonic()
+                        log.info("a load gave way to a dashboard reader; loaded again once the reader is served")
                     finally:
                         self.access.release(LOAD)
+                    if gave_way:
+                        self._after_readers()
+                        continue
                     next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches and (profiles or self.last_load.backlog == 0):
                         profiles_at = time.monotonic()
@@ -233,6 +251,12 @@ class Runtime:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("load failed; the events stay in the spool")
             self._stop.wait(turn)
+
+    def _after_readers(self, limit: float = 30.0) -> None:
+        """Wait (at most `limit` s) until no reader's page is being computed."""
+        deadline = time.monotonic() + limit
+        while self.access.held(READ) and time.monotonic() < deadline and not self._stop.is_set():
+            self._stop.wait(IDLE_WAIT_SECONDS)
 
     def _flush(self, **kwargs: Any) -> LoadReport:
         """One flush, in the loader's child process when there is one (see cxlens.service.loadworker)."""

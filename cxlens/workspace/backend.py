@@ -74,11 +74,6 @@ class Backend:
     def transaction(self) -> Iterator[None]:
         yield
 
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Reads inside see one version of the data (engines without transactions: no promise)."""
-        yield
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.con.disconnect()
@@ -132,24 +127,6 @@ class DuckDBBackend(Backend):
         else:
             self._depth = 0
             self.raw.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """One read transaction: every query inside sees the file as it was when it began, whatever
-        other connections of this process (a load beside a dashboard page) commit meanwhile, so a
-        page's numbers never mix two versions. It writes nothing: it ends with ROLLBACK (which
-        also drops the temporary tables made inside). Inside a transaction, it joins it."""
-        if self._depth:
-            yield
-            return
-        self.raw.execute("BEGIN TRANSACTION")
-        self._depth = 1
-        try:
-            yield
-        finally:
-            self._depth = 0
-            with contextlib.suppress(Exception):  # an interrupted query has ended the transaction already
-                self.raw.execute("ROLLBACK")
 
 
 class SparkBackend(Backend):

@@ -74,10 +74,6 @@ class Workspace:
     def transaction(self) -> Any:
         return self.backend.transaction()
 
-    def snapshot(self) -> Any:
-        """Reads that see one version of the data, however long they take (see DuckDBBackend.snapshot)."""
-        return self.backend.snapshot()
-
     @property
     def schema_version(self) -> int:
         t = self.table("cxlens_meta")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from cxlens.errors import CxlensError
 from cxlens.report import charts, periods
-from cxlens.report.data import HEADLINE, currency_of, data_span
+from cxlens.report.data import HEADLINE, activity_span, clip_span, currency_of
 from cxlens.report.experiments import summarize_content, summarize_experiments
 from cxlens.report.formatting import currency_prefix
 from cxlens.report.render import (
@@ -31,6 +31,8 @@ from cxlens.report.render import (
 from cxlens.report.tiles import Tile, no_data, tile_from_series
 from cxlens.semantic import Catalog, Measurer
 from cxlens.service.dashboard.filters import Filters
+
+T = TypeVar("T")
 
 SURVEY_METRICS: tuple[str, ...] = ("nps", "csat", "csat_mean", "ces", "survey_response_rate")
 COMMENTS = 20
@@ -66,7 +68,7 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
     rather than an unfiltered value that would look filtered. A `measurer` given by the caller is
     kept open: views computed together share its derived sources (sessions, cases).
     """
-    span = data_span(ws, f.since, f.until)
+    span = clip_span(_remember(measurer, ("activity_span",), lambda: activity_span(ws)), f.since, f.until)
     left_out = span.trailing_partial(f.grain) if span is not None else None
     tiles: dict[str, Tile] = {}
     series: dict[str, pd.DataFrame] = {}
@@ -99,7 +101,13 @@ def measure_tiles(ws: Any, catalog: Catalog, metric_ids: list[str], f: Filters,
     finally:
         if own:
             measurer.close()
-    return Metrics(tiles, series, span, left_out, currency_prefix(currency_of(ws)))
+    currency = _remember(measurer, ("currency",), lambda: currency_of(ws))
+    return Metrics(tiles, series, span, left_out, currency_prefix(currency))
+
+
+def _remember(measurer: Measurer | BatchMeasurer | None, key: tuple[str, ...], read: Callable[[], T]) -> T:
+    """A value read from the data besides the metrics, kept with a batch's answers (same data version)."""
+    return measurer.remember(key, read) if isinstance(measurer, BatchMeasurer) else read()
 
 
 def metric_cuts(catalog: Catalog, metric_ids: list[str], f: Filters) -> dict[str, tuple[str, ...]]:
@@ -156,6 +164,13 @@ class BatchMeasurer:
 
     def measure(self, metric: str, **kwargs: Any) -> Any:
         return self.measurer.measure(metric, **kwargs)
+
+    def remember(self, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        """A value read from the data besides the metrics (the activity span, the currency), kept
+        like the answers; keys are told apart from `measure_many`'s, whose first item is a tuple."""
+        if key not in self._answers:
+            self._answers[key] = read()  # type: ignore[assignment]
+        return self._answers[key]  # type: ignore[return-value]
 
 
 def _measure_together(measurer: Measurer | BatchMeasurer, cuts: dict[str, tuple[str, ...]],

@@ -129,19 +129,27 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     loader's child process when there is one: the engine work and the Python work (tiles,
     figures, rendering) then never hold the GIL the server's requests need.
     """
+    from cxlens.service.loadworker import computing
+
+    background = budget != float("inf")
+    # A reader's page may be computed beside a load (see runtime.Access): `computing` makes the
+    # load give way, or wait with its commit until the page is done (loadworker.quiet_commit).
+    with contextlib.nullcontext() if background else computing():
+        return _build(Path(workspace), keys, writes, budget, background)
+
+
+def _build(path: Path, keys: list[tuple[str, Filters]], writes: int, budget: float, background: bool) -> list[View]:
     from cxlens.semantic import Measurer
     from cxlens.service.dashboard.compute import BatchMeasurer
     from cxlens.service.loadworker import reader_waiting, someone_waiting
+    from cxlens.service.stopper import Stopper
     from cxlens.workspace import Workspace
 
-    path = Path(workspace)
-    stamp = data_stamp(path)
+    stamp = data_stamp(path)  # read once no load may commit before the page is done (see build_views)
     as_of, started = time.time(), time.perf_counter()
     catalog = _catalog(path)
     views: list[View] = []
-    background = budget != float("inf")
-    # One snapshot: a load may commit while a reader's page is computed (see runtime.Access).
-    with (Workspace.open(path) as ws, ws.snapshot(), Measurer(ws, catalog, templates=_templates(path, stamp)) as shared,
+    with (Workspace.open(path) as ws, Measurer(ws, catalog, templates=_templates(path, stamp)) as shared,
           Stopper(ws.backend, reader_waiting if background else None) as stopper):
         measurer = BatchMeasurer(shared, _answers(path, stamp))
         for page, f in keys:
@@ -161,45 +169,6 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
                 break  # whatever the engine was stopped in may be missing from it: not kept
             views.append(View(page, f, html, html_pii, stamp, as_of, round(time.perf_counter() - began, 3), writes))
     return views
-
-
-class Stopper:
-    """Stops a background batch's engine work as soon as a reader waits for the workspace.
-
-    Checking between views left a reader waiting for the view in progress (up to 3.5 s for the
-    journeys page on the demo). While `waiting()` holds, this interrupts the connection's
-    running query every POLL seconds (DuckDB's `interrupt`, made for another thread) until the
-    batch ends; the view in progress is then dropped, whatever it caught (a swallowed error could
-    leave it incomplete), and computed again by a later batch. Loads do not stop views.
-    """
-
-    POLL = 0.02
-
-    def __init__(self, backend: Any, waiting: Callable[[], bool] | None):
-        self.fired = False
-        self._raw = getattr(backend, "raw", None)
-        self._waiting = waiting
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> Stopper:
-        if self._waiting is not None and self._raw is not None:
-            self._thread = threading.Thread(target=self._watch, name="cxlens-view-stopper", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _watch(self) -> None:
-        assert self._waiting is not None
-        while not self._done.wait(self.POLL):
-            if self.fired or self._waiting():
-                self.fired = True
-                with contextlib.suppress(Exception):
-                    self._raw.interrupt()
 
 
 def prepare_templates(workspace: str, keys: list[tuple[str, Filters]]) -> list[tuple[str, Filters]]:
