@@ -356,6 +356,11 @@ def test_a_load_gives_way_to_a_reader_keeps_nothing_and_loads_everything_later(t
     """A load that stops for a reader's page (computed beside it) rolls back whatever it had done
     and leaves its events in the spool; the next load stores each of them once."""
     from cxlens.service.loader import GaveWay
+    from cxlens.service.loadworker import PageReaders
+
+    class Computing(PageReaders):
+        def computing(self) -> bool:
+            return True  # a reader's page is being computed all along
 
     ws = tmp_path / "ws.duckdb"
     spool = Spool(spool_path_for(ws))
@@ -364,46 +369,53 @@ def test_a_load_gives_way_to_a_reader_keeps_nothing_and_loads_everything_later(t
         assert flush(ws, spool).loaded == 40
         spool.append(events("w", 120), "http")
         with pytest.raises(GaveWay):
-            flush(ws, spool, give_way=lambda: True)  # a reader is computing all along
+            flush(ws, spool, readers=Computing(), give_way=True)
         assert spool.quick_backlog() == 120
         with Workspace.open(ws) as w:
             assert w.sql("SELECT count(*) FROM events").fetchone()[0] == 40
             assert w.sql("SELECT count(*) FROM sources").fetchone()[0] == 1  # no trace of the stopped load
-        report = flush(ws, spool, give_way=lambda: False)
+        report = flush(ws, spool, readers=PageReaders(), give_way=True)  # nobody reads now
         assert (report.loaded, report.duplicates, report.backlog) == (120, 0, 0)
     finally:
         spool.close()
     assert stored(ws, "w") == {f"w-{i}": 1 for i in range(120)}
 
 
-def test_a_load_commits_once_no_readers_page_is_being_computed(tmp_path: Path) -> None:
-    """A load that does not give way (or finishes first) waits with its commit while a reader's
-    page is being computed in the same process, so the page's queries all see the data before
-    the load; a page does not start while a load commits."""
+def test_a_load_that_may_not_give_way_pauses_for_a_readers_page_and_commits_after_it(tmp_path: Path) -> None:
+    """A load that may no longer give way waits between its steps while a reader's page is being
+    computed in the same process, and commits only once no page is (so the page's queries all see
+    the data before the load); a page does not start while a load commits."""
     from cxlens.service import loadworker
+
+    calls: list[str] = []
+
+    class Recording(loadworker.PageReaders):
+        def wait(self) -> None:
+            calls.append("wait")
+            super().wait()
+
+        def quiet_commit(self):  # type: ignore[no-untyped-def]
+            calls.append("commit")
+            return super().quiet_commit()
 
     ws = tmp_path / "ws.duckdb"
     spool = Spool(spool_path_for(ws))
-    at_gate = threading.Event()
-    real_gate = loadworker.quiet_commit
-
-    def gate():  # type: ignore[no-untyped-def]
-        at_gate.set()
-        return real_gate()
-
     try:
         spool.append(events("q", 50), "http")
         reports: list[LoadReport] = []
         with loadworker.computing():  # a reader's page is being computed
-            loader = threading.Thread(target=lambda: reports.append(flush(ws, spool, commit_gate=gate)))
+            loader = threading.Thread(target=lambda: reports.append(flush(ws, spool, readers=Recording())))
             loader.start()
-            assert at_gate.wait(60)
+            deadline = time.monotonic() + 60
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.05)
             time.sleep(0.5)
-            assert loader.is_alive()  # done loading, waiting to commit
+            assert loader.is_alive() and calls == ["wait"]  # paused after its first step
             with Workspace.open(ws) as w:  # the page's queries: nothing of the load yet
                 assert w.sql("SELECT count(*) FROM events").fetchone()[0] == 0
         loader.join(60)
         assert reports and reports[0].loaded == 50
+        assert calls[-1] == "commit" and calls.count("wait") >= 2
     finally:
         spool.close()
     assert stored(ws, "q") == {f"q-{i}": 1 for i in range(50)}
@@ -429,9 +441,10 @@ def test_loads_give_way_to_readers_only_so_long(tmp_path: Path, monkeypatch: pyt
     import logging
 
     import cxlens.service.runtime as runtime_module
+    from cxlens.service.loadworker import PageReaders
 
     monkeypatch.setattr(runtime_module, "GIVE_WAY_SECONDS", 1.0)
-    monkeypatch.setattr(runtime_module, "reader_computing", lambda: True)
+    monkeypatch.setattr(PageReaders, "computing", lambda self: True)
     ws = tmp_path / "ws.duckdb"
     runtime = Runtime(ServiceSettings(workspace=ws, load_interval=0.2, load_process=False))
     caplog.set_level(logging.INFO, logger="cxlens.service")

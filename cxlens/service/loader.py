@@ -11,14 +11,31 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Protocol
 
 from cxlens.service.spool import Spool
 from cxlens.service.stopper import Stopper
 from cxlens.workspace import Workspace
+
+
+class Readers(Protocol):
+    """Readers' dashboard pages computed in this process beside a load, which defers to them (see
+    `load_batch`; loadworker.PageReaders in the server)."""
+
+    def computing(self) -> bool:
+        """Whether a reader's page is being computed now."""
+        ...
+
+    def wait(self) -> None:
+        """Return once no reader's page is being computed (or after a bounded wait)."""
+        ...
+
+    def quiet_commit(self) -> ContextManager[None]:
+        """Held around a load's commit: entered once no page is being computed, and no page starts
+        until it is left."""
+        ...
 
 
 class GaveWay(Exception):
@@ -42,8 +59,8 @@ class LoadReport:
 
 
 def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = None,
-               profiles: bool = True, give_way: Callable[[], bool] | None = None,
-               commit_gate: Callable[[], ContextManager[None]] | None = None) -> tuple[int, int, int, int]:
+               profiles: bool = True, readers: Readers | None = None,
+               give_way: bool = False) -> tuple[int, int, int, int]:
     """Load up to `limit` oldest pending events (of one source); (taken, loaded, duplicates, quarantined).
 
     `threads` caps DuckDB's threads for this load (all cores when None), so a server's load
@@ -53,10 +70,12 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
     every record (1.4 s on the demo workspace), a cost a sustained backlog, or a steady stream of
     events, should not pay on every load (see ServiceSettings.profiles_every).
 
-    With `give_way`, the load stops as soon as it holds (a reader's page is being computed in this
-    process, beside the load: the two would share the cores and the GIL, and the reader would wait
-    about twice as long) and raises GaveWay; it keeps nothing, as after a crash. `commit_gate` is
-    held around the commit (see loadworker.quiet_commit)."""
+    With `readers`, the load defers to readers' pages computed in this process beside it (the two
+    would share the cores and the GIL, and the reader would wait about twice as long): with
+    `give_way` it stops as soon as a page is being computed and raises GaveWay, keeping nothing,
+    as after a crash; otherwise it waits between its steps while one is; and it commits only
+    while none is (`Readers.quiet_commit`), so a page never sees part of its data before the load
+    and part after."""
     from cxlens.identity import resolve
     from cxlens.ingest.loader import ingest_file
     from cxlens.profiles import build_profiles
@@ -75,13 +94,17 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
             # pending, rebuild profiles, bring the kept sessions up to date (the keys touched). One
             # transaction: a dashboard page computed meanwhile (runtime.Access) sees all of it or
             # none, never new events beside out-of-date kept sessions; a crash keeps none of it.
+            pause = readers.wait if readers is not None and not give_way else _go_on
             with ws.transaction():
-                with Stopper(ws.backend, give_way) as stopper:
+                with Stopper(ws.backend, readers.computing if readers is not None and give_way else None) as stopper:
                     try:
                         r = ingest_file(ws, "events", batch, source=source, format="ndjson", resolve=True)
+                        pause()
                         resolve(ws)
+                        pause()
                         if profiles or spool.quick_backlog() <= len(lines):
                             build_profiles(ws)
+                            pause()
                         refresh_sessions(ws)
                     except Exception:
                         if stopper.fired:
@@ -89,25 +112,29 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
                         raise
                 if stopper.fired:  # a step may have swallowed the interruption: keep nothing
                     raise GaveWay()
-                if commit_gate is not None:
-                    gate.enter_context(commit_gate())  # left after the commit
+                if readers is not None:
+                    gate.enter_context(readers.quiet_commit())  # left after the commit
     finally:
         batch.unlink(missing_ok=True)
     spool.trim(source, last_seq)
     return len(lines), r.rows_loaded, r.rows_duplicate, r.rows_quarantined
 
 
+def _go_on() -> None:
+    pass
+
+
 def flush(workspace: Path, spool: Spool, *, batch: int = 100_000, max_batches: int | None = None,
-          threads: int | None = None, profiles: bool = True, give_way: Callable[[], bool] | None = None,
-          commit_gate: Callable[[], ContextManager[None]] | None = None) -> LoadReport:
+          threads: int | None = None, profiles: bool = True, readers: Readers | None = None,
+          give_way: bool = False) -> LoadReport:
     """Load pending events batch by batch until the spool is empty (or `max_batches` ran); with
     `profiles` False, profiles are rebuilt only by a batch after which the spool is empty; with
-    `give_way`, a batch may stop for a reader (GaveWay, see `load_batch`), and `commit_gate` is
-    held around each batch's commit."""
+    `readers`, each batch defers to readers' pages (see `load_batch`; with `give_way` it may stop
+    for one: GaveWay)."""
     started = time.perf_counter()
     loaded = duplicates = quarantined = batches = 0
     while max_batches is None or batches < max_batches:
-        taken, n, d, q = load_batch(workspace, spool, batch, threads, profiles, give_way, commit_gate)
+        taken, n, d, q = load_batch(workspace, spool, batch, threads, profiles, readers, give_way)
         if not taken:
             break
         batches += 1

@@ -168,6 +168,22 @@ def reader_computing() -> bool:
     return _computing > 0
 
 
+class PageReaders:
+    """The readers' pages of this process, as a load defers to them (loader.Readers): they are
+    counted by `computing`, wherever the load runs (this class pickles by reference to it)."""
+
+    def computing(self) -> bool:
+        return reader_computing()
+
+    def wait(self) -> None:
+        """Until no page is being computed, QUIET_COMMIT_SECONDS at most."""
+        with _gate:
+            _gate.wait_for(lambda: _computing == 0, QUIET_COMMIT_SECONDS)
+
+    def quiet_commit(self) -> contextlib.AbstractContextManager[None]:
+        return quiet_commit()
+
+
 def _ready() -> int:
     return os.getpid()
 

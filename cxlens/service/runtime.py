@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service import keys as keystore
 from cxlens.service.loader import GaveWay, LoadReport, flush, refresh_kept
-from cxlens.service.loadworker import quiet_commit, reader_computing
+from cxlens.service.loadworker import PageReaders
 from cxlens.service.settings import ServiceSettings
 from cxlens.service.spool import Spool
 from cxlens.workspace import Workspace
@@ -36,7 +36,7 @@ IDLE_WAIT_SECONDS = 0.05
 
 GIVE_WAY_SECONDS = 15.0
 """How long loads keep giving way to readers' pages computed beside them (see loader.load_batch)
-before one runs to its end whoever reads meanwhile."""
+before one runs to its end, pausing between its steps for readers meanwhile."""
 
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
@@ -208,14 +208,15 @@ class Runtime:
                 if first or (backlog and time.monotonic() >= next_load):
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
                     # A load gives way to a reader's page computed beside it, for GIVE_WAY_SECONDS
-                    # at most, so a stream of readers cannot hold the events back for long.
+                    # at most, so a stream of readers cannot hold the events back for long; after
+                    # that it only pauses between its steps while a page is being computed.
                     held_back = time.monotonic() - gave_way if gave_way else 0.0
-                    give_way = None if first or held_back > GIVE_WAY_SECONDS else reader_computing
                     self._acquire(LOAD)
                     try:
                         self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
                                                      threads=self.settings.load_threads, profiles=profiles,
-                                                     give_way=give_way, commit_gate=quiet_commit)
+                                                     readers=PageReaders(),
+                                                     give_way=not first and held_back <= GIVE_WAY_SECONDS)
                         gave_way = 0.0
                     except GaveWay:
                         gave_way = gave_way or time.monotonic()
