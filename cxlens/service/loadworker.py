@@ -10,8 +10,9 @@ the same reason.
 
 Each call runs in a thread of its own in the child, so a page can be computed while a load runs:
 both open the workspace in this one process, where DuckDB shares one database instance between
-them, and the page reads a snapshot (one read transaction) while the load writes. A pool of one
-worker process would run them one after the other, and a reader would wait for the load.
+them, and the page reads committed data while the load writes (the load defers to the page: see
+`PageReaders`). A pool of one worker process would run them one after the other, and a reader
+would wait for the load.
 """
 
 from __future__ import annotations

@@ -53,9 +53,10 @@ class Access:
     A caller in the server's process (keys, survey answers, admin changes) opens the file itself
     and so needs it to itself (EXCLUSIVE), as does background work that should not compete with
     anyone. A LOAD and a READ (a dashboard page someone waits for) both run in the loader's child,
-    where they share one DuckDB database instance: the page reads a snapshot while the load writes
-    (DuckDB's MVCC; the load is one transaction, see loader.load_batch), so a reader never waits
-    for a load, which takes seconds, nor a load for a reader. One load and one reader at a time."""
+    where they share one DuckDB database instance: the page reads committed data while the load
+    writes (DuckDB's MVCC; the load is one transaction, and it gives way to the page, or pauses,
+    and commits only after it: see loader.load_batch), so a reader never waits for a load, which
+    takes seconds. One load and one reader at a time."""
 
     _COMPATIBLE: dict[str, frozenset[str]] = {EXCLUSIVE: frozenset(), LOAD: frozenset({READ}), READ: frozenset({LOAD})}
 
