@@ -154,7 +154,7 @@ def quiet_commit() -> Iterator[None]:
     tables a page makes inside one about twice as slowly)."""
     global _committing
     with _gate:
-        _gate.wait_for(lambda: _computing == 0, QUIET_COMMIT_SECONDS)
+        _no_page_within(QUIET_COMMIT_SECONDS)
         _committing = True
     try:
         yield
@@ -162,6 +162,11 @@ def quiet_commit() -> Iterator[None]:
         with _gate:
             _committing = False
             _gate.notify_all()
+
+
+def _no_page_within(seconds: float) -> None:
+    """With `_gate` held: wait until no reader's page is being computed, `seconds` at most."""
+    _gate.wait_for(lambda: _computing == 0, seconds)
 
 
 def reader_computing() -> bool:
@@ -179,7 +184,7 @@ class PageReaders:
     def wait(self) -> None:
         """Until no page is being computed, QUIET_COMMIT_SECONDS at most."""
         with _gate:
-            _gate.wait_for(lambda: _computing == 0, QUIET_COMMIT_SECONDS)
+            _no_page_within(QUIET_COMMIT_SECONDS)
 
     def quiet_commit(self) -> contextlib.AbstractContextManager[None]:
         return quiet_commit()

@@ -38,6 +38,9 @@ GIVE_WAY_SECONDS = 15.0
 """How long loads keep giving way to readers' pages computed beside them (see loader.load_batch)
 before one runs to its end, pausing between its steps for readers meanwhile."""
 
+READERS_WAIT_SECONDS = 30.0
+"""How long a load that gave way waits for the reader's page before it tries again anyway."""
+
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
 the workspace busy."""
@@ -82,6 +85,11 @@ class Access:
 
     def held(self, mode: str) -> int:
         return self._held[mode]
+
+    def wait_released(self, mode: str, timeout: float) -> bool:
+        """Wait until nobody holds `mode` (up to `timeout` s); whether that happened."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._held[mode] == 0, timeout)
 
 
 class Runtime:
@@ -154,7 +162,7 @@ class Runtime:
 
         `background` work (the dashboard's refresh) starts only when the workspace is free and no
         foreground caller of `run` is waiting for it; it gives up with WorkspaceError once `cancel` is set.
-        A `reader` (fn only reads, in one transaction) runs alongside a load (see Access)."""
+        A `reader` (fn computes a page someone waits for; it only reads) runs alongside a load (see Access)."""
         mode = READ if reader and not background else EXCLUSIVE
         if background:
             while True:
@@ -224,8 +232,8 @@ class Runtime:
                         log.info("a load gave way to a dashboard reader; loaded again once the reader is served")
                     finally:
                         self.access.release(LOAD)
-                    if gave_way:
-                        self._after_readers()
+                    if gave_way:  # loaded again once the reader's page is done
+                        self.access.wait_released(READ, READERS_WAIT_SECONDS)
                         continue
                     next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches and (profiles or self.last_load.backlog == 0):
@@ -253,12 +261,6 @@ class Runtime:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("load failed; the events stay in the spool")
             self._stop.wait(turn)
-
-    def _after_readers(self, limit: float = 30.0) -> None:
-        """Wait (at most `limit` s) until no reader's page is being computed."""
-        deadline = time.monotonic() + limit
-        while self.access.held(READ) and time.monotonic() < deadline and not self._stop.is_set():
-            self._stop.wait(IDLE_WAIT_SECONDS)
 
     def _flush(self, **kwargs: Any) -> LoadReport:
         """One flush, in the loader's child process when there is one (see cxlens.service.loadworker)."""

@@ -10,7 +10,6 @@ is a module-level function so it can run there).
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
