@@ -353,6 +353,8 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
     reading = threading.Event()
     monkeypatch.setattr(loadworker, "_reading", reading)
     views._ANSWERS.clear()
+    whole = views.build_views(str(ws), keys[:1], budget=60.0)[0].seconds  # computed to its end (and the process warm)
+    views._ANSWERS.clear()
     reading.set()
     started = time.perf_counter()
     assert views.build_views(str(ws), keys, budget=8.0) == []
@@ -368,7 +370,7 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
     waiting.clear()
     batch = views.build_views(str(ws), keys, budget=60.0)
     assert [(v.page, v.filters) for v in batch] == keys
-    assert stopped < batch[0].seconds  # the journeys view was cut short, not finished and dropped
+    assert stopped < whole  # the journeys view was cut short, not finished and dropped
     views._ANSWERS.clear()
     views._TEMPLATES.clear()
     fresh = tiles(views.build_view(str(ws), "overview", Filters()).html)
