@@ -26,6 +26,7 @@ from cxlens.journeys import (
     funnel,
     journey_map,
     ols_hc1,
+    path_counts,
     top_paths,
 )
 from cxlens.workspace.schema import TABLES, all_columns
@@ -204,6 +205,23 @@ def test_top_paths_match_pandas(ws: Workspace, small: tuple[Path, dict[str, pd.D
     assert dict(zip(got.path, got.profiles)) == want.to_dict()
     assert got.share.sum() == pytest.approx(1.0) and len(want) > 5
 
+
+def test_path_counts_paths_and_sankey_match_pandas(ws: Workspace) -> None:
+    """path_counts keeps one set of steps for the paths and the Sankey; both equal pandas on the touchpoints."""
+    got = path_counts(ws, "conversion")
+    tp = build_touchpoints(ws).to_pandas()
+    tp = tp[~tp.touchpoint.isin(["message_sent", "recommendation_shown", "survey_sent"]) & tp.channel.notna()]
+    every = reference_paths(tp, "channel", 30, 5)
+    want = sorted(every.items(), key=lambda kv: (-kv[1], kv[0]))[:20]  # ties by the path's text
+    assert list(zip(got["paths"].path, got["paths"].profiles)) == want and len(want) > 3
+    flows: dict[tuple[int, str, str], int] = {}
+    for path, n in every.items():
+        steps = [s for s in path.split(" > ") if s != "…"]
+        for k, step in enumerate(steps):
+            key = (k + 1, step, steps[k + 1] if k + 1 < len(steps) else "(conversion)")
+            flows[key] = flows.get(key, 0) + int(n)
+    s = got["sankey"]
+    assert dict(zip(zip(s.position.astype(int), s.source, s.target), s["count"].astype(int))) == flows
 
 def test_path_settings_are_checked() -> None:
     with pytest.raises(UsageError, match="level 'device'"):
