@@ -246,16 +246,23 @@ def _pid_and_sleep(seconds: float) -> int:
     return os.getpid()
 
 
+def _not_imported(names: tuple[str, ...]) -> list[str]:
+    import sys
+
+    return [n for n in names if n not in sys.modules]
+
+
 def test_the_loader_process_runs_calls_side_by_side_and_outlives_its_child(tmp_path: Path) -> None:
-    """The child runs each call in a thread of its own (a page beside a load), hands errors back
-    as they were raised, and when it dies the calls it had fail with a sentence and the next call
-    starts a new child."""
+    """The child imports what pages and loads need before it runs a call, runs each call in a
+    thread of its own (a page beside a load), hands errors back as they were raised, and when it
+    dies the calls it had fail with a sentence and the next call starts a new child."""
     import os
 
-    from cxlens.service.loadworker import LoadWorker
+    from cxlens.service.loadworker import PAGE_MODULES, LoadWorker
 
     worker = LoadWorker(tmp_path / "spool.sqlite")
     try:
+        assert "scipy.stats" in PAGE_MODULES and worker.call(_not_imported, PAGE_MODULES) == []
         started = time.monotonic()
         results: list[int] = []
         threads = [threading.Thread(target=lambda: results.append(worker.call(_pid_and_sleep, 1.0))) for _ in range(2)]
