@@ -295,6 +295,60 @@ def test_partition_matches_union_find(tmp_path_factory: pytest.TempPathFactory, 
         assert {frozenset(v) for v in got.values()} == {frozenset(v) for v in expected.values()}
 
 
+shared_strategy = st.lists(
+    st.lists(st.fixed_dictionaries({
+        "customer_id": st.one_of(st.none(), st.integers(0, 9).map(str)),
+        "email": st.one_of(st.none(), st.integers(0, 3).map(lambda i: f"home{i}@x.io")),
+        "phone": st.one_of(st.none(), st.integers(0, 2).map(lambda i: f"555000111{i}")),
+        "anonymous_id": st.one_of(st.none(), st.integers(0, 5).map(lambda i: f"anon{i}")),
+    }), min_size=1, max_size=8),
+    min_size=2, max_size=5,
+)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=shared_strategy, max_shared=st.integers(1, 3))
+def test_incremental_sharing_guard_equals_a_full_run(tmp_path_factory: pytest.TempPathFactory, batches: list[list[dict]],
+                                                     max_shared: int) -> None:
+    """Batches resolved one by one (the guard checks only the keys each batch touches, and scans
+    every record only when one of them could pass it) end with the profiles and flags of one full
+    run over all of them, with few customers per shared email or phone so keys cross the guard."""
+    root = tmp_path_factory.mktemp("guard")
+    with Workspace.open(root / "inc.duckdb") as inc, Workspace.open(root / "full.duckdb") as full:
+        li, lf = Loader(inc), Loader(full)
+        for b, rows in enumerate(batches):
+            rows = [{**r, "record_key": f"b{b}r{j}"} for j, r in enumerate(rows)]
+            li.add("customers", rows, "crm")
+            lf.add("customers", rows, "crm")
+            resolve(inc, max_shared=max_shared)
+        resolve(full, max_shared=max_shared, full=True)
+        assert record_partition(inc) == record_partition(full)
+        flags = "SELECT key FROM identity_keys WHERE flagged ORDER BY key"
+        assert inc.sql(flags).fetchall() == full.sql(flags).fetchall()
+        assert inc.sql("SELECT key FROM identity_flags ORDER BY key").fetchall() == full.sql(
+            "SELECT key FROM identity_flags ORDER BY key").fetchall()
+
+
+def test_an_incremental_run_far_under_the_guard_reads_only_its_records(ws: Workspace, load: Loader,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard's scan of every record (record_keys without ingest ids) runs only when a key the
+    new records touch could pass max_shared; a key that could is still caught (then a full run)."""
+    from cxlens.identity import graph
+
+    load.add("customers", [{"customer_id": str(i), "email": f"u{i}@x.io"} for i in range(20)]
+             + [{"customer_id": str(i), "email": "family@x.io"} for i in range(3)])
+    resolve(ws, max_shared=3)
+    scans: list[object] = []
+    real = graph.record_keys
+    monkeypatch.setattr(graph, "record_keys", lambda w, cc, ids=None, staged=None: (scans.append(ids), real(w, cc, ids, staged))[1])
+    load.add("events", [{"email": "u1@x.io", "anonymous_id": "a1"}, {"customer_id": "5", "email": "u5@x.io"}], "crm")
+    report = resolve(ws, max_shared=3)
+    assert scans == [[2]] and not report.full and report.merges == 0
+    load.add("events", [{"customer_id": "7", "email": "family@x.io"}], "crm")  # a 4th customer on the family email
+    report = resolve(ws, max_shared=3)
+    assert None in scans[1:] and report.full and report.flagged == 1
+
+
 def test_evaluate_against_hand_computed_pairs(ws: Workspace, load: Loader) -> None:
     # Predicted: {c1, a@, b@} and {c2}; truth: person 1 = {c1, a@}, person 2 = {b@, c2}.
     load.add("customers", [{"customer_id": "1", "email": "a@x.io", "record_key": "1"},

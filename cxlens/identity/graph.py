@@ -88,23 +88,50 @@ def links(ws: Workspace, ingest_ids: list[int] | None = None) -> ir.Table:
     return t.select("key_a", "key_b")
 
 
-def shared_keys(records: ir.Table, link_edges: ir.Table, max_shared: int) -> ir.Table:
-    """Keys (key, key_type, distinct_customers) over the guard: > max_shared customer ids."""
+def customer_pairs(records: ir.Table | None, link_edges: ir.Table) -> ir.Table:
+    """(cust, key): a customer id key and a non-customer key seen together in a record or a link, distinct."""
     pairs = []
-    cust = records[kcol(CUSTOMER)]
-    for k in KEY_TYPES:
-        if k == CUSTOMER:
-            continue
-        other = records[kcol(k)]
-        pairs.append(records.filter(cust.notnull() & other.notnull()).select(cust=cust, key=other))
+    if records is not None:
+        cust = records[kcol(CUSTOMER)]
+        for k in KEY_TYPES:
+            if k == CUSTOMER:
+                continue
+            other = records[kcol(k)]
+            pairs.append(records.filter(cust.notnull() & other.notnull()).select(cust=cust, key=other))
     a_is = key_type_of(link_edges.key_a) == CUSTOMER
     b_is = key_type_of(link_edges.key_b) == CUSTOMER
     pairs.append(link_edges.filter(a_is & ~b_is).select(cust=link_edges.key_a, key=link_edges.key_b))
     pairs.append(link_edges.filter(b_is & ~a_is).select(cust=link_edges.key_b, key=link_edges.key_a))
-    co = union_all(pairs).distinct()
+    return union_all(pairs).distinct()
+
+
+def shared_keys(records: ir.Table, link_edges: ir.Table, max_shared: int) -> ir.Table:
+    """Keys (key, key_type, distinct_customers) over the guard: > max_shared customer ids."""
+    co = customer_pairs(records, link_edges)
     counts = co.group_by("key").agg(distinct_customers=co.cust.count())
     over = counts.filter(counts.distinct_customers > max_shared)
     return over.select("key", key_type=key_type_of(over.key), distinct_customers=over.distinct_customers.cast("int64"))
+
+
+def sharing_bound(identity_keys: ir.Table, flags: ir.Table, records: ir.Table | None, link_edges: ir.Table) -> ir.Table:
+    """(key, bound): for each unflagged key the new records and links pair with a customer id, at
+    least as many customer ids as share it once they are resolved, without reading old records.
+
+    Every customer id an unflagged key was already seen with shares its profile (the record or
+    link joins them, and neither end is flagged: customer ids never are), so the customer ids of
+    that profile plus the new pairs bound the key's count. When no bound passes the guard, the
+    guard's verdict cannot change and incremental resolution skips its scan of every record.
+    """
+    new = customer_pairs(records, link_edges)
+    new = new.anti_join(flags, new.key == flags.key)
+    fresh = new.group_by("key").agg(_new=new.cust.count())
+    ik = identity_keys.filter(identity_keys.profile_id.notnull())
+    c = ik.filter(ik.key_type == CUSTOMER)
+    custs = c.group_by(_pid="profile_id").agg(_old=c.count())
+    of = ik.select(_key="key", _kp="profile_id")
+    b = fresh.left_join(of, fresh.key == of._key)
+    b = b.left_join(custs, b._kp == custs._pid)
+    return b.select("key", bound=b._new + b._old.fill_null(0))
 
 
 def without_flagged(records: ir.Table, flagged: ir.Table | None) -> ir.Table:

@@ -19,7 +19,7 @@ from cxlens.errors import IdentityError
 from cxlens.identity import engine, graph
 from cxlens.identity.assign import assign_ids, count
 from cxlens.identity.components import MAX_ITERATIONS, connected_components
-from cxlens.identity.engine import Scratch
+from cxlens.identity.engine import Scratch, scalar
 from cxlens.identity.writeback import write_profiles
 from cxlens.workspace import Workspace
 
@@ -85,20 +85,26 @@ def resolve(
         return _report(ws, started, full=False, ingests=0)
 
     with ws.transaction(), Scratch(ws) as scratch:
-        all_records = graph.record_keys(ws, country_code, staged=extra)
-        if all_records is not None:
-            # Materialized once: the guard needs every record, and a first load (or a full run)
-            # resolves exactly these, so the tables are scanned and normalized only once.
-            all_records = scratch.save(all_records, "all_records")
-        all_links = graph.links(ws)
-        flags = scratch.save(_flags(ws, all_records, all_links, max_shared), "flags")
-        if not full and _flags_differ(ws, flags):
-            full = True
-        flagged = flags if count(flags) else None
         everything = full or set(pending) >= set(_all_ingests(ws))
         scope = None if everything else pending
-        records = all_records if scope is None else graph.record_keys(ws, country_code, scope, staged=extra)
+        records = graph.record_keys(ws, country_code, scope, staged=extra)
+        if records is not None:
+            # Materialized once: the guard and the graph read the same normalized records.
+            records = scratch.save(records, "scope_records")
         link_rows = graph.links(ws, scope)
+        stored_flags = ws.table("identity_flags").select("key", "key_type", "distinct_customers")
+        if scope is not None and _guard_holds(ws, stored_flags, records, link_rows, max_shared):
+            flags = stored_flags  # no key the new records touch can pass the guard: no scan of every record
+        else:
+            all_records = records
+            if scope is not None:
+                all_records = graph.record_keys(ws, country_code, staged=extra)
+                all_records = scratch.save(all_records, "all_records") if all_records is not None else None
+            flags = scratch.save(_flags(ws, all_records, graph.links(ws), max_shared), "flags")
+            if not full and _flags_differ(ws, flags):
+                full = True  # a key newly over the guard can split profiles: resolve everything
+                scope, records, link_rows = None, all_records, graph.links(ws)
+        flagged = flags if count(flags) else None
 
         parts = [graph.link_edges_clean(link_rows, flagged)]
         node_parts = [graph.edge_nodes(parts[0])]
@@ -158,6 +164,13 @@ def _flags(ws: Workspace, records: ir.Table | None, link_rows: ir.Table, max_sha
         empty = ws.table("identity_flags")
         return empty.filter(ibis.literal(False)).select("key", "key_type", "distinct_customers")
     return graph.shared_keys(records, link_rows, max_shared)
+
+
+def _guard_holds(ws: Workspace, flags: ir.Table, records: ir.Table | None, link_rows: ir.Table, max_shared: int) -> bool:
+    """Whether the sharing guard's verdict must stay as stored (graph.sharing_bound): flags only
+    grow as records are added, and no key the new records touch can reach more than max_shared."""
+    bound = graph.sharing_bound(ws.table("identity_keys"), flags, records, link_rows)
+    return int(scalar(bound.bound.max().fill_null(0))) <= max_shared
 
 
 def _flags_differ(ws: Workspace, flags: ir.Table) -> bool:
