@@ -8,8 +8,12 @@ from request to last byte in these situations:
 - warm: once the background refresh has caught up (every page, and each filter's first view);
 - after a load: a batch of events is posted and loaded, then every page at once (the kept view
   within the staleness window), and how long the refresh took to make every view current again;
+- customer lookups: the customers page for a customer (the 360° profile and timeline, computed
+  each time) and the read API's profile of the same customer (`GET /v1/profiles/{id}`);
 - under traffic: events collected at 1,000/s (loads every few seconds) while every page is read
-  in turn for 2 minutes: the slowest page and the oldest data shown;
+  in turn for 2 minutes: the slowest page and the oldest data shown; each turn also a new date
+  range's overview, a customer's page and a profile from the read API (these are computed when
+  asked for, beside the load in progress);
 - restart: the server is stopped and started again, every page at once (the saved views).
 
 Filters: by week and by quarter, each declared segment, an order channel (kept current like the
@@ -139,7 +143,36 @@ def post_events(url: str, key: str, n: int) -> None:
             sys.exit(f"POST /v1/events: {r.status_code} {r.text[:200]}")
 
 
-def under_traffic(server: Server, client: httpx.Client, key: str, seconds: float, rate: int, rows: list[dict]) -> None:
+def lookups(url: str, client: httpx.Client, read: str, people: list[str], k: int, label: str, rows: list[dict]) -> None:
+    """Customer k's page and the read API's profile of the same customer, timed."""
+    who = people[k % len(people)]
+    for page, get in (("/dashboard/customers", lambda: client.get("/dashboard/customers", params={"q": who})),
+                      ("/v1/profiles/{id}", lambda: httpx.get(f"{url}/v1/profiles/{who}", timeout=600,
+                                                              headers={"Authorization": f"Bearer {read}"}))):
+        started = time.perf_counter()
+        r = get()
+        took = time.perf_counter() - started
+        if r.status_code != 200 or (page.startswith("/dashboard") and "Timeline" not in r.text):
+            sys.exit(f"GET {page} for {who}: {r.status_code} {r.text[:300]}")
+        rows.append({"when": label, "page": page, "seconds": round(took, 3), "stale": None})
+        if "traffic" not in label:
+            print(f"  {label:<28} {page:<24} {took:6.2f} s", flush=True)
+
+
+def customer_ids(ws: Path, n: int = 50) -> list[str]:
+    """Customer ids of the workspace (read-only, before the server starts)."""
+    import duckdb
+
+    con = duckdb.connect(str(ws), read_only=True)
+    try:
+        return [r[0] for r in con.sql(f"SELECT customer_id FROM customers WHERE profile_id IS NOT NULL "
+                                      f"ORDER BY hash(customer_id) LIMIT {n}").fetchall()]
+    finally:
+        con.close()
+
+
+def under_traffic(server: Server, client: httpx.Client, key: str, seconds: float, rate: int, rows: list[dict],
+                  read: str, people: list[str]) -> None:
     """Events posted at `rate` per second (so the server loads every few seconds) while every page
     is read in turn: the slowest page, and how old the shown data was (now minus "as of")."""
     import threading
@@ -176,6 +209,7 @@ def under_traffic(server: Server, client: httpx.Client, key: str, seconds: float
                     oldest = max(oldest, time.time() - datetime.fromisoformat(as_of.group(1)).timestamp())
                 worst, reads, waits = max(worst, took), reads + 1, waits + (took > BAR_SECONDS)
                 rows.append({"when": "under traffic", "page": path, "seconds": round(took, 3), "stale": None})
+            lookups(server.url, client, read, people, len(ranged), "lookup under traffic", rows)
             time.sleep(2)
     finally:
         stop.set()
@@ -185,6 +219,11 @@ def under_traffic(server: Server, client: httpx.Client, key: str, seconds: float
     if ranged:
         print(f"  a new date range's overview each turn meanwhile: {len(ranged)} first views, median "
               f"{sorted(ranged)[len(ranged) // 2]:.2f} s, slowest {max(ranged):.2f} s", flush=True)
+    for page in ("/dashboard/customers", "/v1/profiles/{id}"):
+        took = sorted(r["seconds"] for r in rows if r["when"] == "lookup under traffic" and r["page"] == page)
+        if took:
+            print(f"  {page} each turn meanwhile: median {took[len(took) // 2]:.2f} s, slowest {took[-1]:.2f} s, "
+                  f"{sum(t > BAR_SECONDS for t in took)} of {len(took)} over {BAR_SECONDS:g} s", flush=True)
 
 
 def main() -> None:
@@ -208,6 +247,7 @@ def main() -> None:
                    {"channel": args.channel}, {"channel": args.other_channel},
                    {"since": "2025-06-01", "until": "2025-09-30"}]
         rows: list[dict] = []
+        people = customer_ids(ws)
         print(machine(), flush=True)
 
         server = Server(ws)
@@ -220,6 +260,8 @@ def main() -> None:
         print(f"  background refresh caught up {caught_up:.1f} s later; date-range queries compiled "
               f"{prepared:.1f} s after that", flush=True)
         every_page(client, "warm", rows)
+        for k in range(3):
+            lookups(server.url, client, read, people, k, "customer lookup", rows)
         for params in filters:
             label = "filter " + "&".join(f"{k}={v}" for k, v in params.items())
             every_page(client, label + " (first)", rows, params, PAGES[:2])
@@ -234,7 +276,7 @@ def main() -> None:
         print(f"  every kept view current again {refreshed:.1f} s after the first page was read", flush=True)
         every_page(client, "after the refresh", rows)
         if args.traffic:
-            under_traffic(server, client, write, args.traffic, args.rate, rows)
+            under_traffic(server, client, write, args.traffic, args.rate, rows, read, people)
         client.close()
         server.stop()
 

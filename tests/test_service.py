@@ -293,6 +293,7 @@ def test_docs_health_and_access_log(env: dict) -> None:
             "/healthz"} <= set(spec["paths"])
     health = httpx.get(env["url"] + "/healthz", timeout=30)
     assert health.json()["status"] == "ok" and health.headers["x-content-type-options"] == "nosniff"
+    assert set(health.json()["last_load"]) == {"loaded", "duplicates", "quarantined", "batches", "backlog", "seconds"}
     lines = [json.loads(x) for x in env["server"].log.read_text().splitlines() if x.startswith('{"ts"')]
     writes = [x for x in lines if x["path"] == "/v1/events" and x["status"] == 200]
     assert writes and all(x["key"] == "website" and x["ms"] >= 0 for x in writes)

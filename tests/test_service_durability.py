@@ -288,6 +288,9 @@ def test_backpressure_lifts_when_another_process_drains_and_old_ids_are_pruned(t
     # 0.00003 days = 2.6 s of memory for event_ids; no periodic loads.
     server = Server(ws, "--load-interval", "3600", "--backlog-limit", "100", "--seen-days", "0.00003").start()
     try:
+        deadline = time.monotonic() + 60
+        while httpx.get(server.url + "/healthz").json()["last_load"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the start-up load is done: no load runs until another process drains
         assert send(server.url, key, events("b", 100)).json()["accepted"] == 100
         full = send(server.url, key, events("b2", 10))
         assert full.status_code == 503 and full.headers["retry-after"] == "5"
@@ -495,3 +498,62 @@ def test_concurrent_appends_share_commits_and_each_id_is_accepted_once(tmp_path:
         assert ids.is_unique and len(ids) == 6001
     finally:
         spool.close()
+
+
+def _count_twice(ws: Workspace, started: threading.Event | None = None, go_on: threading.Event | None = None) -> tuple[int, int]:
+    first = ws.sql("SELECT count(*) FROM t").fetchone()[0]
+    if started is not None and go_on is not None:
+        started.set()
+        go_on.wait(30)
+    return first, ws.sql("SELECT count(*) FROM t").fetchone()[0]
+
+
+def test_a_read_api_call_runs_beside_a_load_and_sees_one_version_of_the_data(tmp_path: Path) -> None:
+    """The read API reads as a READ (Runtime.read): it neither waits for a load in progress nor sees
+    its rows; a load does not give way to it (a polling script would hold loads back), and the
+    load's commit waits until the read is done, so all of the read's queries see the same data."""
+    import contextlib
+
+    from cxlens.service import loadworker
+    from cxlens.service.runtime import LOAD
+
+    ws = tmp_path / "ws.duckdb"
+    with Workspace.open(ws) as w:
+        w.sql("CREATE TABLE t AS SELECT range AS i FROM range(10)")
+    runtime = Runtime(ServiceSettings(workspace=ws))
+    written, commit_now, committed = threading.Event(), threading.Event(), threading.Event()
+
+    def load() -> None:
+        assert runtime.access.acquire(LOAD, 10)
+        try:
+            with Workspace.open(ws) as w, contextlib.ExitStack() as gate:
+                with w.transaction():
+                    w.sql("INSERT INTO t SELECT range FROM range(5)")
+                    written.set()
+                    commit_now.wait(30)
+                    gate.enter_context(loadworker.quiet_commit())  # as loader.load_batch commits
+            committed.set()
+        finally:
+            runtime.access.release(LOAD)
+
+    loading = threading.Thread(target=load)
+    loading.start()
+    started, go_on = threading.Event(), threading.Event()
+    answers: list[tuple[int, int]] = []
+    try:
+        assert written.wait(30)
+        reading = threading.Thread(target=lambda: answers.append(runtime.read(_count_twice, started, go_on)))
+        reading.start()
+        assert started.wait(10)  # beside the load, which still holds the workspace
+        assert not loadworker.reader_computing()  # the load is not asked to give way
+        commit_now.set()
+        assert not committed.wait(0.5)  # the load's commit waits for the read
+        go_on.set()
+        reading.join(30)
+        assert committed.wait(30)
+    finally:
+        commit_now.set()
+        go_on.set()
+        loading.join(30)
+    assert answers == [(10, 10)]
+    assert runtime.read(_count_twice) == (15, 15)

@@ -120,11 +120,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
-        """Liveness, the collection backlog and how many dashboard views wait for a refresh or for
-        their date-range queries to be compiled (no key needed)."""
+        """Liveness, the collection backlog, the last load (null until the start-up load is done) and
+        how many dashboard views wait for a refresh or for their date-range queries to be compiled
+        (no key needed)."""
         dashboard = state_of(app)
+        last = runtime.last_load
         return {"status": "ok", "backlog": runtime.spool.quick_backlog(), "loader_error": runtime.last_error,
-                "dashboard": dashboard.status()}
+                "last_load": last.to_dict() if last is not None else None, "dashboard": dashboard.status()}
 
     app.include_router(collect.router)
     app.include_router(read.router)

@@ -146,6 +146,8 @@ def reader_waiting() -> bool:
 
 _computing = 0
 """Readers' pages being computed in this process now (see `computing`)."""
+_patient = 0
+"""Other reads in progress in this process (the read API's: see `computing`)."""
 _committing = False
 """Whether a load is committing now (see `quiet_commit`)."""
 _gate = threading.Condition()
@@ -155,32 +157,39 @@ anyway (a page takes well under that; see `quiet_commit`)."""
 
 
 @contextlib.contextmanager
-def computing() -> Iterator[None]:
+def computing(urgent: bool = True) -> Iterator[None]:
     """Marks a page a reader waits for as being computed in this process: a load running beside it
     gives way (see loader.load_batch) or waits with its commit (see `quiet_commit`); a page does
-    not start while a load commits."""
-    global _computing
+    not start while a load commits. A read that is not `urgent` (the read API: a script polling it
+    should not hold every load back) only waits for a commit, and a load waits with its commit for it."""
+    global _computing, _patient
     with _gate:
         _gate.wait_for(lambda: not _committing)
-        _computing += 1
+        if urgent:
+            _computing += 1
+        else:
+            _patient += 1
     try:
         yield
     finally:
         with _gate:
-            _computing -= 1
+            if urgent:
+                _computing -= 1
+            else:
+                _patient -= 1
             _gate.notify_all()
 
 
 @contextlib.contextmanager
 def quiet_commit() -> Iterator[None]:
-    """Held by a load around its commit: entered once no reader's page is being computed (or after
-    QUIET_COMMIT_SECONDS), and no page starts until it is left. A page reads many queries, each
+    """Held by a load around its commit: entered once no read is in progress (or after
+    QUIET_COMMIT_SECONDS), and no read starts until it is left. A page reads many queries, each
     seeing the data as it is when the query starts; so no page sees part of its data before a
     load and part after (a read transaction would do the same, but DuckDB reads the temporary
     tables a page makes inside one about twice as slowly)."""
     global _committing
     with _gate:
-        _no_page_within(QUIET_COMMIT_SECONDS)
+        _gate.wait_for(lambda: _computing == 0 and _patient == 0, QUIET_COMMIT_SECONDS)
         _committing = True
     try:
         yield
@@ -190,14 +199,17 @@ def quiet_commit() -> Iterator[None]:
             _gate.notify_all()
 
 
-def _no_page_within(seconds: float) -> None:
-    """With `_gate` held: wait until no reader's page is being computed, `seconds` at most."""
-    _gate.wait_for(lambda: _computing == 0, seconds)
-
-
 def reader_computing() -> bool:
     """Whether a page a reader waits for is being computed in this process."""
     return _computing > 0
+
+
+def read_workspace(workspace: str, fn: Callable[..., T], args: tuple[Any, ...], urgent: bool) -> T:
+    """`fn(ws, *args)` on the workspace opened here, as a read (see `computing`): Runtime.read."""
+    from cxlens.workspace import Workspace
+
+    with computing(urgent), Workspace.open(Path(workspace)) as ws:
+        return fn(ws, *args)
 
 
 class PageReaders:
@@ -210,7 +222,7 @@ class PageReaders:
     def wait(self) -> None:
         """Until no page is being computed, QUIET_COMMIT_SECONDS at most."""
         with _gate:
-            _no_page_within(QUIET_COMMIT_SECONDS)
+            _gate.wait_for(lambda: _computing == 0, QUIET_COMMIT_SECONDS)
 
     def quiet_commit(self) -> contextlib.AbstractContextManager[None]:
         return quiet_commit()

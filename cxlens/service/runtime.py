@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from cxlens.errors import CxlensError, WorkspaceError
 from cxlens.service import keys as keystore
 from cxlens.service.loader import GaveWay, LoadReport, flush, refresh_kept
-from cxlens.service.loadworker import PageReaders
+from cxlens.service.loadworker import PageReaders, read_workspace
 from cxlens.service.settings import ServiceSettings
 from cxlens.service.spool import Spool
 from cxlens.workspace import Workspace
@@ -132,13 +132,13 @@ class Runtime:
         finally:
             self.access.release(EXCLUSIVE)
 
-    def _acquire(self, mode: str, timeout: float = -1) -> bool:
+    def _acquire(self, mode: str, timeout: float = -1, urgent: bool = True) -> bool:
         """Take the workspace in `mode` as a caller someone waits for: background work (the
         dashboard's refresh, in the loader's child) sees the wait and starts no further view until
-        it is served; a READ (someone waiting for a dashboard page to be computed) also stops the
-        view it is computing (see views.build_views). Only readers do: the loader's key refresh
-        every turn, or an API client polling, would otherwise stop every long view before it ends."""
-        reader = mode == READ
+        it is served; an `urgent` READ (someone waiting for a dashboard page to be computed) also
+        stops the view it is computing (see views.build_views). Only those do: the loader's key
+        refresh every turn, or an API client polling, would otherwise stop every long view before it ends."""
+        reader = mode == READ and urgent
         with self._urgent_lock:
             self._urgent += 1
             self._readers += reader
@@ -155,8 +155,17 @@ class Runtime:
         if self._worker is not None:
             self._worker.someone_waits(self._urgent > 0, self._readers > 0)
 
+    def read(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
+        """`fn(ws, *args)` on the workspace, as a READ: beside a load in progress, so a read never
+        waits seconds for one, in the loader's child when there is one. `fn` must pickle (a module's
+        function) and so must its arguments and result. `urgent` (a dashboard page someone waits
+        for) also stops a background view and makes a load give way, as pages do; the read API's
+        calls are not, so a script polling it cannot hold loads back. Either way no load commits
+        while the read runs (loadworker.computing): its queries all see the same data."""
+        return self.run(read_workspace, str(self.settings.workspace), fn, args, urgent, reader=True, urgent=urgent)
+
     def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
-            cancel: threading.Event | None = None, reader: bool = False) -> T:
+            cancel: threading.Event | None = None, reader: bool = False, urgent: bool = True) -> T:
         """`fn(*args)` with the workspace to itself (fn opens it), in the loader's child process when
         there is one, so its Python work never holds the GIL the requests need.
 
@@ -174,7 +183,7 @@ class Runtime:
                     self.access.release(EXCLUSIVE)
                 time.sleep(IDLE_WAIT_SECONDS)
         else:
-            self._acquire(mode)
+            self._acquire(mode, urgent=urgent)
         try:
             if self._worker is not None:
                 return self._worker.call(fn, *args)

@@ -176,7 +176,7 @@ def customers(request: Request, who: Reader) -> HTMLResponse:
 def _profile(request: Request, q: str, pii: bool) -> dict[str, Any]:
     from cxlens.service.routes.read import profile_document
 
-    return profile_document(request, q, 100, pii=pii)
+    return profile_document(request, q, 100, pii=pii, urgent=True)
 
 
 def _section(name: str) -> Callable[[Request, auth.Reader], HTMLResponse]:

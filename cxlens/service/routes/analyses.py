@@ -9,6 +9,7 @@ unsaved result, and CLV is read from the predictions `cxlens clv predict` stored
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -59,9 +60,8 @@ def compare_metric(
 
     cat = known_metric(request, _bounded(metric_id, "metric id"))
     b, a = Period.parse(before, "before"), Period.parse(after, "after")
-    with runtime(request).workspace() as ws:
-        result = compare_periods(ws, metric_id, b, a, by=names(by, "by"), where=where, alpha=alpha, catalog=cat)
-    return Contract(result.to_json())
+    options = {"by": names(by, "by"), "where": where, "alpha": alpha, "catalog": cat}
+    return Contract(runtime(request).read(_json, compare_periods, (metric_id, b, a), options))
 
 
 @router.get("/dimensions", response_class=Contract)
@@ -81,8 +81,7 @@ def list_segments(request: Request, key: Reader,
 
     cat = catalog(request)
     if value and cat.segments:
-        with runtime(request).workspace() as ws:
-            return Contract(segments_json(cat, ws, value=True))
+        return Contract(runtime(request).read(_segments, cat))
     return Contract(segments_json(cat, value=value))
 
 
@@ -93,8 +92,7 @@ def list_experiments(request: Request, key: Reader) -> Contract:
     """Experiments in `assignments` (the `cxlens experiment list --format json` contract)."""
     from cxlens.experiments.units import experiments
 
-    with runtime(request).workspace() as ws:
-        return Contract({"experiments": experiments(ws)})
+    return Contract({"experiments": runtime(request).read(_call, experiments, (), {})})
 
 
 @router.get("/experiments/{experiment_id}", response_class=Contract)
@@ -116,11 +114,9 @@ def analyze_experiment(
     settings = Settings(alpha=alpha, sequential=sequential, correction=correction)
     metrics = names(metric, "metric")
     _bounded(experiment_id, "experiment id")
-    cat = catalog(request)
-    with runtime(request).workspace() as ws:
-        analysis = analyze(ws, experiment_id, metrics, by=by, control=control, window_days=window, pre_days=pre_days,
-                           settings=settings, catalog=cat)
-    return Contract(analysis.to_json())
+    options = {"by": by, "control": control, "window_days": window, "pre_days": pre_days, "settings": settings,
+               "catalog": catalog(request)}
+    return Contract(runtime(request).read(_json, analyze, (experiment_id, metrics), options))
 
 
 @router.get("/experiments/{experiment_id}/roi", response_class=Contract)
@@ -139,10 +135,9 @@ def experiment_roi(
     from cxlens.experiments.roi.experiment import channel_condition
 
     _bounded(experiment_id, "experiment id")
-    with runtime(request).workspace() as ws:
-        result = roi(ws, experiment_id, control=control, window_days=window, by=by,
-                     cost_filter=channel_condition(cost_channel) if cost_channel else None, pre_days=pre_days, alpha=alpha)
-    return Contract(result.to_json())
+    options = {"control": control, "window_days": window, "by": by, "pre_days": pre_days, "alpha": alpha,
+               "cost_filter": channel_condition(cost_channel) if cost_channel else None}
+    return Contract(runtime(request).read(_json, roi, (experiment_id,), options))
 
 
 @router.get("/roi/content", response_class=Contract)
@@ -151,8 +146,8 @@ def content_roi(request: Request, key: Reader, click_days: Days = 7, since: Day 
     """ROI per content piece (the `cxlens roi content --format json` contract)."""
     from cxlens.experiments.roi import content_roi as roi
 
-    with runtime(request).workspace() as ws:
-        return Contract(roi(ws, click_days=click_days, alpha=alpha, since=since, until=until).to_json())
+    options = {"click_days": click_days, "alpha": alpha, "since": since, "until": until}
+    return Contract(runtime(request).read(_json, roi, (), options))
 
 
 @router.get("/roi/stages", response_class=Contract)
@@ -160,8 +155,7 @@ def stage_roi(request: Request, key: Reader, days: Days = 7, alpha: Alpha = 0.05
     """Personalized vs generic touches per journey stage (the `cxlens roi stages --format json` contract)."""
     from cxlens.experiments.roi import stage_report
 
-    with runtime(request).workspace() as ws:
-        return Contract(stage_report(ws, days=days, alpha=alpha).to_json())
+    return Contract(runtime(request).read(_json, stage_report, (), {"days": days, "alpha": alpha}))
 
 
 # Customer value ------------------------------------------------------------------------------
@@ -171,19 +165,15 @@ def stored_clv(request: Request, key: Reader) -> Contract:
     """The predictions `cxlens clv predict` stored: model, horizon, totals and top customers (404 until it ran)."""
     from cxlens.clv.output import stored_predictions_json
 
-    with runtime(request).workspace() as ws:
-        return Contract(stored_predictions_json(ws))
+    return Contract(runtime(request).read(_call, stored_predictions_json, (), {}))
 
 
 @router.get("/value/rfm", response_class=Contract)
 def rfm(request: Request, key: Reader, as_of: Day = None) -> Contract:
     """RFM segments (the `cxlens rfm --format json` contract), computed without writing customer_value."""
-    from cxlens.value import ValueSettings, customer_value
-    from cxlens.value.summary import rfm_json, unsaved
+    from cxlens.value import ValueSettings
 
-    with runtime(request).workspace() as ws:
-        result = customer_value(ws, as_of=as_of, settings=ValueSettings())
-        return Contract(rfm_json(result, unsaved(result)))
+    return Contract(runtime(request).read(_value, "rfm", as_of, ValueSettings(), {}))
 
 
 @router.get("/value/hvc", response_class=Contract)
@@ -197,13 +187,10 @@ def hvc(
 ) -> Contract:
     """High-value, lapsing, emerging and high-volume customers (the `cxlens hvc --format json` contract),
     computed without writing customer_value."""
-    from cxlens.value import ValueSettings, customer_value
-    from cxlens.value.summary import hvc_json, unsaved
+    from cxlens.value import ValueSettings
 
     settings = ValueSettings(k=k, recent_days=recent_days, predict=predict)
-    with runtime(request).workspace() as ws:
-        result = customer_value(ws, as_of=as_of, settings=settings)
-        return Contract(hvc_json(result, unsaved(result), limit=limit))
+    return Contract(runtime(request).read(_value, "hvc", as_of, settings, {"limit": limit}))
 
 
 # Journeys and attribution --------------------------------------------------------------------
@@ -222,12 +209,10 @@ def journey_paths(
     churn_days: ChurnDays = 60,
 ) -> Contract:
     """The most common paths to conversion or churn (the `cxlens journeys paths --format json` contract)."""
-    from cxlens.journeys.output import paths_json
-    from cxlens.journeys.paths import PathSettings, path_counts
+    from cxlens.journeys.paths import PathSettings
 
     settings = PathSettings(level=level, lookback_days=lookback_days, max_steps=max_steps, churn_days=churn_days)
-    with runtime(request).workspace() as ws:
-        return Contract(paths_json(path_counts(ws, to, settings), limit))
+    return Contract(runtime(request).read(_paths, to, settings, limit))
 
 
 @router.get("/journeys/funnel", response_class=Contract)
@@ -238,13 +223,9 @@ def journey_funnel(
     by: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Contract:
     """Profiles reaching each step in order (the `cxlens journeys funnel --format json` contract)."""
-    from cxlens.journeys.funnel import funnel
-    from cxlens.journeys.output import funnel_json
-
     parts = names([steps], "steps")
     cat = catalog(request) if by == "segment" else None
-    with runtime(request).workspace() as ws:
-        return Contract(funnel_json(funnel(ws, parts, window_days=window_days, by=by, catalog=cat), window_days, by))
+    return Contract(runtime(request).read(_funnel, parts, window_days, by, cat))
 
 
 @router.get("/journeys/friction", response_class=Contract)
@@ -257,13 +238,11 @@ def journey_friction(
     churn_days: ChurnDays = 60,
 ) -> Contract:
     """Friction in support cases and its costs (the `cxlens journeys friction --format json` contract)."""
-    from cxlens.journeys.friction import FrictionSettings, friction_costs
-    from cxlens.journeys.output import friction_json
+    from cxlens.journeys.friction import FrictionSettings
 
     settings = FrictionSettings(repeat_days=repeat_days, topic_days=topic_days, long_wait_seconds=long_wait,
                                 survey_days=survey_days, churn_days=churn_days)
-    with runtime(request).workspace() as ws:
-        return Contract(friction_json(friction_costs(ws, settings), settings))
+    return Contract(runtime(request).read(_friction, settings))
 
 
 @router.get("/journeys/map", response_class=Contract)
@@ -275,11 +254,8 @@ def journey_map(
 ) -> Contract:
     """Touchpoints by experience and the micro-journeys that drive churn (the `cxlens journeys map --format json` contract)."""
     from cxlens.journeys.friction import FrictionSettings
-    from cxlens.journeys.map import journey_map as build
-    from cxlens.journeys.output import map_json
 
-    with runtime(request).workspace() as ws:
-        return Contract(map_json(build(ws, FrictionSettings(churn_days=churn_days), min_customers=min_customers), limit))
+    return Contract(runtime(request).read(_map, FrictionSettings(churn_days=churn_days), min_customers, limit))
 
 
 @router.get("/attribution", response_class=Contract)
@@ -296,6 +272,59 @@ def attribution(
 
     if order is not None and model != "markov":
         raise UsageError(f"order applies to the markov model only, not to {model}.")
-    with runtime(request).workspace() as ws:
-        report = attribution_report(ws, model, order=order or 1, by=by, lookback_days=lookback_days, half_life_days=half_life)
-    return Contract(report.to_json())
+    options = {"order": order or 1, "by": by, "lookback_days": lookback_days, "half_life_days": half_life}
+    return Contract(runtime(request).read(_json, attribution_report, (model,), options))
+
+
+# What the endpoints run on the workspace: module-level functions, so Runtime.read can send them
+# to the loader's process (see Runtime.read), where they read beside a load in progress.
+
+def _call(ws: Any, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    return fn(ws, *args, **options)
+
+
+def _json(ws: Any, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """`fn(ws, *args, **options).to_json()`: most analyses' results carry their JSON contract."""
+    return fn(ws, *args, **options).to_json()
+
+
+def _segments(ws: Any, cat: Any) -> Any:
+    from cxlens.semantic.listing import segments_json
+
+    return segments_json(cat, ws, value=True)
+
+
+def _value(ws: Any, kind: str, as_of: str | None, settings: Any, options: dict[str, Any]) -> Any:
+    from cxlens.value import customer_value
+    from cxlens.value.summary import hvc_json, rfm_json, unsaved
+
+    result = customer_value(ws, as_of=as_of, settings=settings)
+    return (rfm_json if kind == "rfm" else hvc_json)(result, unsaved(result), **options)
+
+
+def _paths(ws: Any, to: str, settings: Any, limit: int) -> Any:
+    from cxlens.journeys.output import paths_json
+    from cxlens.journeys.paths import path_counts
+
+    return paths_json(path_counts(ws, to, settings), limit)
+
+
+def _funnel(ws: Any, steps: list[str], window_days: float | None, by: str | None, cat: Any) -> Any:
+    from cxlens.journeys.funnel import funnel
+    from cxlens.journeys.output import funnel_json
+
+    return funnel_json(funnel(ws, steps, window_days=window_days, by=by, catalog=cat), window_days, by)
+
+
+def _friction(ws: Any, settings: Any) -> Any:
+    from cxlens.journeys.friction import friction_costs
+    from cxlens.journeys.output import friction_json
+
+    return friction_json(friction_costs(ws, settings), settings)
+
+
+def _map(ws: Any, settings: Any, min_customers: int, limit: int) -> Any:
+    from cxlens.journeys.map import journey_map
+    from cxlens.journeys.output import map_json
+
+    return map_json(journey_map(ws, settings, min_customers=min_customers), limit)

@@ -50,12 +50,15 @@ def show_metric(
     where: Annotated[str | None, Query(max_length=1000, description="A segment name or a condition over profile features.")] = None,
 ) -> dict[str, Any]:
     """One metric by period and dimension (the `cxlens metrics show --format json` contract)."""
+    cat = known_metric(request, metric_id)
+    options = {"grain": grain, "by": names(by, "by"), "since": since, "until": until, "where": where}
+    return runtime(request).read(_measure, metric_id, options, cat)
+
+
+def _measure(ws: Any, metric_id: str, options: dict[str, Any], cat: Any) -> dict[str, Any]:
     from cxlens.semantic import measure
 
-    cat = known_metric(request, metric_id)
-    with runtime(request).workspace() as ws:
-        result = measure(ws, metric_id, grain=grain, by=names(by, "by"), since=since, until=until, where=where, catalog=cat)
-    return result.to_json()
+    return measure(ws, metric_id, catalog=cat, **options).to_json()
 
 
 def known_metric(request: Request, metric_id: str) -> Any:
@@ -87,21 +90,25 @@ def show_profile(request: Request, identifier: str, key: Reader,
     return profile_document(request, identifier, limit or None, pii=key.pii)
 
 
-def profile_document(request: Request, identifier: str, limit: int | None, *, pii: bool) -> dict[str, Any]:
+def profile_document(request: Request, identifier: str, limit: int | None, *, pii: bool,
+                     urgent: bool = False) -> dict[str, Any]:
     """Profile card, identifiers and timeline as JSON values; email and phone masked unless `pii`
-    (the read API and the dashboard's customer page show the same document)."""
-    from cxlens.profiles import find_profile, profile_card, profile_timeline
-
-    with runtime(request).workspace() as ws:
-        profile_id = find_profile(ws, identifier)
-        card = profile_card(ws, profile_id)
-        timeline = profile_timeline(ws, profile_id, limit)
+    (the read API and the dashboard's customer page show the same document; the page is `urgent`:
+    see Runtime.read)."""
+    card, timeline = runtime(request).read(_profile, identifier, limit, urgent=urgent)
     ids = card.pop("identifiers")
     out = {"profile": card, "identifiers": ids, "timeline": timeline.astype(object).where(timeline.notna(), None).to_dict("records")}
     if pii:
         return out
     secrets = sorted({str(i["value"]) for i in ids if i["type"] in ("email", "phone") and i["value"]}, key=len, reverse=True)
     return _masked(out, secrets)
+
+
+def _profile(ws: Any, identifier: str, limit: int | None) -> tuple[dict[str, Any], Any]:
+    from cxlens.profiles import find_profile, profile_card, profile_timeline
+
+    profile_id = find_profile(ws, identifier)
+    return profile_card(ws, profile_id), profile_timeline(ws, profile_id, limit)
 
 
 def mask(text: str) -> str:
