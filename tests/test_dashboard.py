@@ -380,6 +380,35 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
         assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
 
 
+def test_a_background_batch_stops_for_a_page_computed_beside_it(dashboard_env: dict, tmp_path: Path) -> None:
+    """A reader's page may run beside background work (runtime.Access): while it is computed, the
+    background view's queries are interrupted and the view is dropped, so the page has the cores."""
+    import threading
+
+    from cxlens.service import loadworker
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._ANSWERS.clear()
+    entered, leave = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with loadworker.computing():
+            entered.set()
+            leave.wait(60)
+
+    reader = threading.Thread(target=page)
+    reader.start()
+    try:
+        assert entered.wait(10)
+        assert views.build_views(str(ws), [("journeys", Filters()), ("overview", Filters())], budget=60.0) == []
+    finally:
+        leave.set()
+        reader.join(10)
+    assert [v.page for v in views.build_views(str(ws), [("overview", Filters())], budget=60.0)] == ["overview"]
+
+
 def test_a_page_is_computed_beside_a_load_from_the_data_before_it(dashboard_env: dict, tmp_path: Path) -> None:
     """In one process (the loader's child) a page computed while a load's transaction is open
     neither waits for it nor sees part of it: its numbers are the data before the load, as pandas

@@ -209,7 +209,7 @@ def test_a_reader_and_a_load_share_the_workspace_and_everyone_else_waits_for_bot
     """A dashboard page someone waits for (READ) and a load (LOAD) run together, one of each; a
     caller that opens the file in the server's process (EXCLUSIVE) waits until both are done, and
     neither starts while it works."""
-    from cxlens.service.runtime import EXCLUSIVE, LOAD, READ
+    from cxlens.service.runtime import BACKGROUND, EXCLUSIVE, LOAD, READ
 
     runtime = Runtime(ServiceSettings(workspace=tmp_path / "ws.duckdb"))
     access = runtime.access
@@ -235,6 +235,13 @@ def test_a_reader_and_a_load_share_the_workspace_and_everyone_else_waits_for_bot
         access.release(READ)
         access.release(LOAD)
         assert [access.held(m) for m in (EXCLUSIVE, LOAD, READ)] == [0, 0, 0]
+        # Background work (the dashboard's refresh) takes a reader beside it, nothing else.
+        assert access.acquire(BACKGROUND, 0) and access.acquire(READ, 0)
+        assert not any(access.acquire(m, 0.05) for m in (LOAD, EXCLUSIVE, BACKGROUND, READ))
+        access.release(READ)
+        access.release(BACKGROUND)
+        assert access.acquire(LOAD, 0) and not access.acquire(BACKGROUND, 0.05)
+        access.release(LOAD)
     finally:
         runtime.spool.close()
 

@@ -46,26 +46,29 @@ MISS_REFRESH_SECONDS = 1.0
 the workspace busy."""
 
 
-EXCLUSIVE, LOAD, READ = "exclusive", "load", "read"
+EXCLUSIVE, LOAD, READ, BACKGROUND = "exclusive", "load", "read", "background"
 """How a caller uses the workspace (see Access)."""
 
 
 class Access:
-    """Who uses the workspace now: one caller alone, or a load and a page reader together.
+    """Who uses the workspace now: one caller alone, or a reader beside a load or background work.
 
     A caller in the server's process (keys, survey answers, admin changes) opens the file itself
-    and so needs it to itself (EXCLUSIVE), as does background work that should not compete with
-    anyone. A LOAD and a READ (a dashboard page someone waits for) both run in the loader's child,
-    where they share one DuckDB database instance: the page reads committed data while the load
-    writes (DuckDB's MVCC; the load is one transaction, and it gives way to the page, or pauses,
-    and commits only after it: see loader.load_batch), so a reader never waits for a load, which
-    takes seconds. One load and one reader at a time."""
+    and so needs it to itself (EXCLUSIVE). A LOAD, a READ (a dashboard page or a read API call) and
+    BACKGROUND work (the dashboard's refresh, which only reads) all run in the loader's child, where
+    they share one DuckDB database instance: a reader reads committed data while a load writes
+    (DuckDB's MVCC; the load is one transaction, and it gives way to a page, or pauses, and commits
+    only after the read: see loader.load_batch), so a reader never waits for a load, which takes
+    seconds, nor for a background view (up to 3 s; one a page waits beside is stopped:
+    views.build_views). Background work runs alone otherwise, so it never slows a load. One load
+    or one background batch, and one reader, at a time."""
 
-    _COMPATIBLE: dict[str, frozenset[str]] = {EXCLUSIVE: frozenset(), LOAD: frozenset({READ}), READ: frozenset({LOAD})}
+    _COMPATIBLE: dict[str, frozenset[str]] = {EXCLUSIVE: frozenset(), LOAD: frozenset({READ}),
+                                              READ: frozenset({LOAD, BACKGROUND}), BACKGROUND: frozenset({READ})}
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._held: dict[str, int] = {EXCLUSIVE: 0, LOAD: 0, READ: 0}
+        self._held: dict[str, int] = {EXCLUSIVE: 0, LOAD: 0, READ: 0, BACKGROUND: 0}
 
     def _free(self, mode: str) -> bool:
         return all(n == 0 or held in self._COMPATIBLE[mode] for held, n in self._held.items())
@@ -169,18 +172,20 @@ class Runtime:
         """`fn(*args)` with the workspace to itself (fn opens it), in the loader's child process when
         there is one, so its Python work never holds the GIL the requests need.
 
-        `background` work (the dashboard's refresh) starts only when the workspace is free and no
-        foreground caller of `run` is waiting for it; it gives up with WorkspaceError once `cancel` is set.
-        A `reader` (fn computes a page someone waits for; it only reads) runs alongside a load (see Access)."""
-        mode = READ if reader and not background else EXCLUSIVE
+        `background` work (the dashboard's refresh; it only reads) starts only when no load or
+        caller in the server's process has the workspace and no foreground caller of `run` is
+        waiting for it; it gives up with WorkspaceError once `cancel` is set. A `reader` (fn only
+        reads: a page or a read API call) runs alongside a load or background work (see Access);
+        `urgent` readers (someone waits for a page) make either stop for them."""
+        mode = BACKGROUND if background else READ if reader else EXCLUSIVE
         if background:
             while True:
                 if (cancel is not None and cancel.is_set()) or self._stop.is_set():
                     raise WorkspaceError("The service is stopping.")
-                if self._urgent == 0 and self.access.acquire(EXCLUSIVE, IDLE_WAIT_SECONDS):
+                if self._urgent == 0 and self.access.acquire(BACKGROUND, IDLE_WAIT_SECONDS):
                     if self._urgent == 0:
                         break
-                    self.access.release(EXCLUSIVE)
+                    self.access.release(BACKGROUND)
                 time.sleep(IDLE_WAIT_SECONDS)
         else:
             self._acquire(mode, urgent=urgent)

@@ -124,7 +124,9 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
     Views computed together share one measurer, so the overview by week, by quarter and for each
     segment build the derived sources (sessions, cases) once; after `budget` seconds no further
     view is started (the first always is), nor once a caller in the server waits for the workspace,
-    so the workspace is not held for long. Runs in the
+    so the workspace is not held for long; a background view stops at once (its query is
+    interrupted, the view dropped) while a reader waits or a reader's page is computed beside it
+    (runtime.Access lets one run beside background work). Runs in the
     loader's child process when there is one: the engine work and the Python work (tiles,
     figures, rendering) then never hold the GIL the server's requests need.
     """
@@ -140,7 +142,7 @@ def build_views(workspace: str, keys: list[tuple[str, Filters]], writes: int = 0
 def _build(path: Path, keys: list[tuple[str, Filters]], writes: int, budget: float, background: bool) -> list[View]:
     from cxlens.semantic import Measurer
     from cxlens.service.dashboard.compute import BatchMeasurer
-    from cxlens.service.loadworker import reader_waiting, someone_waiting
+    from cxlens.service.loadworker import reader_computing, reader_waiting, someone_waiting
     from cxlens.service.stopper import Stopper
     from cxlens.workspace import Workspace
 
@@ -149,7 +151,7 @@ def _build(path: Path, keys: list[tuple[str, Filters]], writes: int, budget: flo
     catalog = _catalog(path)
     views: list[View] = []
     with (Workspace.open(path) as ws, Measurer(ws, catalog, templates=_templates(path, stamp)) as shared,
-          Stopper(ws.backend, reader_waiting if background else None) as stopper):
+          Stopper(ws.backend, (lambda: reader_waiting() or reader_computing()) if background else None) as stopper):
         measurer = BatchMeasurer(shared, _answers(path, stamp))
         for page, f in keys:
             if views and background and (time.perf_counter() - started > budget or someone_waiting()):
