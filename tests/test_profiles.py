@@ -380,6 +380,25 @@ def test_timeline_limit_keeps_the_most_recent(ws: Workspace, seeded: dict[str, p
     assert list(last5["record_key"]) == list(full["record_key"].iloc[-5:])
 
 
+def test_lookups_compiled_once_equal_the_ibis_queries_for_every_profile(ws: Workspace, seeded: dict[str, pd.DataFrame]) -> None:
+    """The timeline and the identifiers are compiled once with the profile id as a parameter: each
+    profile gets what its own Ibis query gives, and an id is data (quotes stay inert)."""
+    from cxlens.profiles import timeline
+
+    timeline._COMPILED.clear()
+    for pid in ("p_ann", "p_bob", "p_ann", "x' OR '1'='1", "$1"):
+        got = profile_timeline(ws, pid)
+        want = timeline.timeline_expr(ws.con, pid).to_pyarrow().to_pandas()
+        assert sorted(got.record_key) == sorted(want.record_key), pid
+        ids = timeline.identifiers(ws, pid)
+        carried = {r["key"] for r in ids}
+        ik = ws.table("identity_keys")
+        own = set(ik.filter(ik.profile_id == pid).key.to_pyarrow().to_pylist())
+        assert own <= carried and (bool(carried) == (pid in ("p_ann", "p_bob"))), pid
+    assert {k[0] for k in timeline._COMPILED} == {"timeline", "identifiers"}
+    assert len(profile_timeline(ws, "p_ann")) > len(profile_timeline(ws, "p_bob")) > 0
+
+
 # ---------------------------------------------------------------- find_profile
 
 @pytest.mark.parametrize("identifier", [
