@@ -169,8 +169,8 @@ class Runtime:
 
     def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
             cancel: threading.Event | None = None, reader: bool = False, urgent: bool = True) -> T:
-        """`fn(*args)` with the workspace to itself (fn opens it), in the loader's child process when
-        there is one, so its Python work never holds the GIL the requests need.
+        """`fn(*args)` (fn opens the workspace) once `Access` allows it, in the loader's child process
+        when there is one, so its Python work never holds the GIL the requests need.
 
         `background` work (the dashboard's refresh; it only reads) starts only when no load or
         caller in the server's process has the workspace and no foreground caller of `run` is
