@@ -223,6 +223,23 @@ def test_path_counts_paths_and_sankey_match_pandas(ws: Workspace) -> None:
     s = got["sankey"]
     assert dict(zip(zip(s.position.astype(int), s.source, s.target), s["count"].astype(int))) == flows
 
+def test_activity_spans_are_kept_once_per_shared_block(ws: Workspace) -> None:
+    """Inside shared_touchpoints the customers' activity spans are computed once for every churn
+    window and released at the end; the churn window is the same as outside a block."""
+    from cxlens.journeys import shared_touchpoints, touchpoints
+    from cxlens.journeys.friction import churn_window
+
+    plain = churn_window(ws, FrictionSettings(churn_days=1))[0].to_pandas().sort_values("profile_id").reset_index(drop=True)
+    with shared_touchpoints(ws):
+        per = churn_window(ws, FrictionSettings(churn_days=1))[0]
+        kept = touchpoints._KEPT[id(ws)]["activity_spans"]
+        churn_window(ws, FrictionSettings(churn_days=30))
+        assert list(touchpoints._KEPT[id(ws)]) == ["activity_spans"] and touchpoints._KEPT[id(ws)]["activity_spans"] is kept
+        inside = per.to_pandas().sort_values("profile_id").reset_index(drop=True)
+    assert id(ws) not in touchpoints._KEPT and len(plain) > 0
+    pd.testing.assert_frame_equal(inside, plain)
+
+
 def test_path_settings_are_checked() -> None:
     with pytest.raises(UsageError, match="level 'device'"):
         PathSettings(level="device")  # type: ignore[arg-type]

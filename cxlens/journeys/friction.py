@@ -24,7 +24,7 @@ import pandas as pd
 
 from cxlens.errors import UsageError
 from cxlens.journeys.regression import RobustFit, ols_hc1
-from cxlens.journeys.touchpoints import case_key, valid_orders
+from cxlens.journeys.touchpoints import case_key, shared_table, valid_orders
 from cxlens.semantic.ordered import first, order_key
 
 MEASURES: tuple[str, ...] = ("unresolved", "repeat_contacts", "transfers", "channel_switches", "repeat_topic", "long_waits")
@@ -160,6 +160,16 @@ def activity(ws: Any) -> ir.Table:
     return ibis.union(*parts) if len(parts) > 1 else parts[0]
 
 
+def activity_spans(ws: Any) -> ir.Table:
+    """(profile_id, first_at, last_at) of every customer's own activity; computed once per
+    shared_touchpoints block (journeys.touchpoints.shared_table)."""
+    def build() -> ir.Table:
+        a = activity(ws)
+        return a.group_by("profile_id").aggregate(first_at=a.at.min(), last_at=a.at.max())
+
+    return shared_table(ws, "activity_spans", build)
+
+
 @dataclass(frozen=True)
 class ChurnWindow:
     """Churned = no activity after `cutoff` = the last activity in the data minus churn_days."""
@@ -170,8 +180,7 @@ class ChurnWindow:
 
 def churn_window(ws: Any, settings: FrictionSettings) -> tuple[ir.Table, ChurnWindow]:
     """Per profile: first and last activity and churned (0/1); customers who started before the cutoff."""
-    a = activity(ws)
-    per = a.group_by("profile_id").aggregate(first_at=a.at.min(), last_at=a.at.max())
+    per = activity_spans(ws)
     end = per.last_at.max().execute()
     if end is None or pd.isna(end):
         raise UsageError("No customer activity with a resolved profile; run identity resolution after ingesting.")
@@ -210,8 +219,8 @@ def _case_matrix(ws: Any, cases: ir.Table, settings: FrictionSettings) -> pd.Dat
     prior orders at the case's start (the engine joins; Python gets one row per rated case)."""
     scores = case_scores(ws, cases, settings)
     c = cases.join(scores, "case_id")
-    a = activity(ws)
-    firsts = a.group_by(_fp=a.profile_id).aggregate(_first=a.at.min())
+    spans = activity_spans(ws)
+    firsts = spans.select(_fp=spans.profile_id, _first=spans.first_at)
     c = c.left_join(firsts, c.profile_id == firsts._fp).drop("_fp")
     c = c.mutate(tenure_days=((c.opened_at.epoch_seconds() - c._first.epoch_seconds()) / DAY).fill_null(0.0))
     if "orders" in ws.backend.tables():

@@ -10,7 +10,7 @@ source gives none) and contacts keep their case.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -127,6 +127,8 @@ _BUILDERS = {"events": ("events", _events), "orders": ("orders", _orders), "inte
 
 _SHARED: dict[int, ir.Table] = {}
 """Touchpoint tables cached in the engine for the duration of `shared_touchpoints`, by id(ws)."""
+_KEPT: dict[int, dict[str, ir.Table]] = {}
+"""Other tables kept for the duration of `shared_touchpoints` (see `shared_table`), by id(ws)."""
 
 
 @contextmanager
@@ -141,11 +143,25 @@ def shared_touchpoints(ws: Any) -> Iterator[ir.Table]:
         yield _SHARED[id(ws)]
         return
     with build_touchpoints(ws).cache() as tp:
-        _SHARED[id(ws)] = tp
+        _SHARED[id(ws)], _KEPT[id(ws)] = tp, {}
         try:
             yield tp
         finally:
             _SHARED.pop(id(ws), None)
+            for table in _KEPT.pop(id(ws), {}).values():
+                table.release()
+
+
+def shared_table(ws: Any, name: str, build: Callable[[], ir.Table]) -> ir.Table:
+    """`build()`, kept in the engine once for the rest of a `shared_touchpoints` block (outside
+    one, `build()` itself): every customer's activity span is read by the churn window of the
+    paths to churn, of friction and of the journey map, and by friction's tenure."""
+    kept = _KEPT.get(id(ws))
+    if kept is None:
+        return build()
+    if name not in kept:
+        kept[name] = build().cache()
+    return kept[name]
 
 
 def build_touchpoints(ws: Any, sources: tuple[str, ...] = SOURCES) -> ir.Table:
