@@ -336,6 +336,50 @@ def test_a_date_range_first_viewed_runs_prepared_queries(dashboard_env: dict, tm
     assert templates.compiled == compiled
 
 
+def test_after_a_load_the_kept_queries_values_are_checked_before_a_reader_asks(dashboard_env: dict, tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_templates (run by the loader's process after each load) reads the data values the kept
+    queries were built with at the new data version, so the next first view of a date range reads
+    none of them; without it that view reads them itself. The view equals one computed afresh."""
+    from cxlens.semantic.sources import Context
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+    from cxlens.service.dashboard.state import default_keys
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._TEMPLATES.clear()
+    views._ANSWERS.clear()
+    keys = default_keys([], [])
+    assert views.prepare_templates(str(ws), keys) == keys
+    names = {n for t in views._TEMPLATES[ws]._kept.values() if t is not None for n in t.deps}
+    assert names  # the kept queries carry data values (the latest activity, ...)
+    read: list[str] = []
+    real = Context.scalar
+    monkeypatch.setattr(Context, "scalar", lambda self, name, compute: (read.append(name), real(self, name, compute))[1])
+
+    def a_load(i: int) -> None:
+        with Workspace.open(ws) as w:
+            w.sql(f"UPDATE orders SET revenue = revenue + {i} WHERE order_id = (SELECT min(order_id) FROM orders)")
+
+    a_load(1)
+    assert views.check_templates(str(ws)) > 10 and set(read) & names
+    read.clear()
+    f = Filters(since=date(2025, 2, 1), until=date(2025, 8, 31))
+    checked = tiles(views.build_view(str(ws), "overview", f).html)
+    assert not set(read) & names
+    a_load(2)  # no check after this one: the reader's first view reads the values itself
+    read.clear()
+    views.build_view(str(ws), "overview", Filters(since=date(2025, 3, 1), until=date(2025, 8, 31)))
+    assert set(read) & names
+    a_load(-3)  # back to the data the checked view saw
+    views._TEMPLATES.clear()
+    views._ANSWERS.clear()
+    fresh = tiles(views.build_view(str(ws), "overview", f).html)
+    assert fresh.keys() == checked.keys() and len(fresh) > 10
+    for metric, (period, value) in checked.items():
+        assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
+
+
 def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: dict, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """While a reader waits, a background batch stops the engine in the view it is computing and

@@ -129,7 +129,15 @@ def _answer(conn: Any, lock: threading.Lock, call_id: int, fn: Callable[..., Any
 
 def _flush(workspace: str, kwargs: dict[str, Any]) -> LoadReport:
     assert _spool is not None
-    return flush(Path(workspace), _spool, **kwargs)
+    report = flush(Path(workspace), _spool, **kwargs)
+    if report.batches:
+        from cxlens.service.dashboard.views import check_templates
+
+        try:
+            check_templates(workspace)  # the next reader's first page at this data version then need not
+        except Exception:  # noqa: BLE001 - the load is committed; a page that needs the checks makes them itself
+            pass
+    return report
 
 
 def someone_waiting() -> bool:

@@ -239,6 +239,22 @@ def _templates(path: Path, stamp: Stamp) -> Templates:
     return templates
 
 
+def check_templates(workspace: str) -> int:
+    """In the process that computes pages, right after a load changed the data: check the values
+    the kept date-range queries were built with against the new data version (Templates.check),
+    which the first page at that version would otherwise do while its reader waits. How many hold."""
+    from cxlens.semantic import Measurer
+    from cxlens.workspace import Workspace
+
+    path = Path(workspace)
+    if path not in _TEMPLATES:
+        return 0
+    stamp = data_stamp(path)
+    with Workspace.open(path) as ws, Measurer(ws, _catalog(path), templates=_templates(path, stamp)) as measurer:
+        assert measurer.templates is not None
+        return measurer.templates.check(measurer.context)
+
+
 def order_channels(workspace: str, limit: int = CHANNELS) -> list[str]:
     """The most common order channels (store, online, app, ...): the channel filter's likely values."""
     from cxlens.workspace import Workspace
