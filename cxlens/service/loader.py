@@ -33,8 +33,8 @@ class Readers(Protocol):
         ...
 
     def quiet_commit(self) -> ContextManager[None]:
-        """Held around a load's commit: entered once no page is being computed, and no page starts
-        until it is left."""
+        """Held around a load's commit: entered once no read is in progress in this process (a page
+        or a read API call), and none starts until it is left."""
         ...
 
 

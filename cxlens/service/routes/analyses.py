@@ -9,7 +9,6 @@ unsaved result, and CLV is read from the predictions `cxlens clv predict` stored
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -18,7 +17,7 @@ from fastapi.responses import Response
 from cxlens.cli.output import json_text
 from cxlens.errors import UsageError
 from cxlens.service.auth import runtime
-from cxlens.service.routes.read import Reader, catalog, known_metric, names
+from cxlens.service.routes.read import Reader, call, call_json, catalog, known_metric, names
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
 
@@ -61,7 +60,7 @@ def compare_metric(
     cat = known_metric(request, _bounded(metric_id, "metric id"))
     b, a = Period.parse(before, "before"), Period.parse(after, "after")
     options = {"by": names(by, "by"), "where": where, "alpha": alpha, "catalog": cat}
-    return Contract(runtime(request).read(_json, compare_periods, (metric_id, b, a), options))
+    return Contract(runtime(request).read(call_json, compare_periods, (metric_id, b, a), options))
 
 
 @router.get("/dimensions", response_class=Contract)
@@ -92,7 +91,7 @@ def list_experiments(request: Request, key: Reader) -> Contract:
     """Experiments in `assignments` (the `cxlens experiment list --format json` contract)."""
     from cxlens.experiments.units import experiments
 
-    return Contract({"experiments": runtime(request).read(_call, experiments, (), {})})
+    return Contract({"experiments": runtime(request).read(call, experiments, (), {})})
 
 
 @router.get("/experiments/{experiment_id}", response_class=Contract)
@@ -116,7 +115,7 @@ def analyze_experiment(
     _bounded(experiment_id, "experiment id")
     options = {"by": by, "control": control, "window_days": window, "pre_days": pre_days, "settings": settings,
                "catalog": catalog(request)}
-    return Contract(runtime(request).read(_json, analyze, (experiment_id, metrics), options))
+    return Contract(runtime(request).read(call_json, analyze, (experiment_id, metrics), options))
 
 
 @router.get("/experiments/{experiment_id}/roi", response_class=Contract)
@@ -137,7 +136,7 @@ def experiment_roi(
     _bounded(experiment_id, "experiment id")
     options = {"control": control, "window_days": window, "by": by, "pre_days": pre_days, "alpha": alpha,
                "cost_filter": channel_condition(cost_channel) if cost_channel else None}
-    return Contract(runtime(request).read(_json, roi, (experiment_id,), options))
+    return Contract(runtime(request).read(call_json, roi, (experiment_id,), options))
 
 
 @router.get("/roi/content", response_class=Contract)
@@ -147,7 +146,7 @@ def content_roi(request: Request, key: Reader, click_days: Days = 7, since: Day 
     from cxlens.experiments.roi import content_roi as roi
 
     options = {"click_days": click_days, "alpha": alpha, "since": since, "until": until}
-    return Contract(runtime(request).read(_json, roi, (), options))
+    return Contract(runtime(request).read(call_json, roi, (), options))
 
 
 @router.get("/roi/stages", response_class=Contract)
@@ -155,7 +154,7 @@ def stage_roi(request: Request, key: Reader, days: Days = 7, alpha: Alpha = 0.05
     """Personalized vs generic touches per journey stage (the `cxlens roi stages --format json` contract)."""
     from cxlens.experiments.roi import stage_report
 
-    return Contract(runtime(request).read(_json, stage_report, (), {"days": days, "alpha": alpha}))
+    return Contract(runtime(request).read(call_json, stage_report, (), {"days": days, "alpha": alpha}))
 
 
 # Customer value ------------------------------------------------------------------------------
@@ -165,7 +164,7 @@ def stored_clv(request: Request, key: Reader) -> Contract:
     """The predictions `cxlens clv predict` stored: model, horizon, totals and top customers (404 until it ran)."""
     from cxlens.clv.output import stored_predictions_json
 
-    return Contract(runtime(request).read(_call, stored_predictions_json, (), {}))
+    return Contract(runtime(request).read(call, stored_predictions_json, (), {}))
 
 
 @router.get("/value/rfm", response_class=Contract)
@@ -273,20 +272,11 @@ def attribution(
     if order is not None and model != "markov":
         raise UsageError(f"order applies to the markov model only, not to {model}.")
     options = {"order": order or 1, "by": by, "lookback_days": lookback_days, "half_life_days": half_life}
-    return Contract(runtime(request).read(_json, attribution_report, (model,), options))
+    return Contract(runtime(request).read(call_json, attribution_report, (model,), options))
 
 
-# What the endpoints run on the workspace: module-level functions, so Runtime.read can send them
-# to the loader's process (see Runtime.read), where they read beside a load in progress.
-
-def _call(ws: Any, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    return fn(ws, *args, **options)
-
-
-def _json(ws: Any, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    """`fn(ws, *args, **options).to_json()`: most analyses' results carry their JSON contract."""
-    return fn(ws, *args, **options).to_json()
-
+# What the endpoints run on the workspace besides read.call and read.call_json: module-level
+# functions, so Runtime.read can send them to the loader's process, where they read beside a load.
 
 def _segments(ws: Any, cat: Any) -> Any:
     from cxlens.semantic.listing import segments_json

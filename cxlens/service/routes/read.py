@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -50,15 +51,24 @@ def show_metric(
     where: Annotated[str | None, Query(max_length=1000, description="A segment name or a condition over profile features.")] = None,
 ) -> dict[str, Any]:
     """One metric by period and dimension (the `cxlens metrics show --format json` contract)."""
-    cat = known_metric(request, metric_id)
-    options = {"grain": grain, "by": names(by, "by"), "since": since, "until": until, "where": where}
-    return runtime(request).read(_measure, metric_id, options, cat)
-
-
-def _measure(ws: Any, metric_id: str, options: dict[str, Any], cat: Any) -> dict[str, Any]:
     from cxlens.semantic import measure
 
-    return measure(ws, metric_id, catalog=cat, **options).to_json()
+    options = {"grain": grain, "by": names(by, "by"), "since": since, "until": until, "where": where,
+               "catalog": known_metric(request, metric_id)}
+    return runtime(request).read(call_json, measure, (metric_id,), options)
+
+
+# What endpoints run on the workspace through Runtime.read (in the loader's process): module-level
+# functions, so they pickle.
+
+def call(ws: Any, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """`fn(ws, *args, **options)`."""
+    return fn(ws, *args, **options)
+
+
+def call_json(ws: Any, fn: Callable[..., Any], args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """`fn(ws, *args, **options).to_json()`: most analyses' results carry their JSON contract."""
+    return fn(ws, *args, **options).to_json()
 
 
 def known_metric(request: Request, metric_id: str) -> Any:
