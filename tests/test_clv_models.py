@@ -331,3 +331,43 @@ def test_bgnbd_predictions_when_a_plus_b_is_below_one() -> None:
     ok = np.isfinite(direct)
     assert ok.sum() >= 40
     np.testing.assert_allclose(got[ok], direct[ok], rtol=1e-8)
+
+
+@pytest.mark.parametrize("model", [BGNBD, ParetoNBD, GammaGamma])
+def test_a_fit_stops_at_its_next_likelihood_evaluation_once_asked(model: type, summary: pd.DataFrame,
+                                                                   spend: pd.DataFrame) -> None:
+    """A fit is long Python work (the dashboard's value view spends up to 0.5 s in one): inside
+    `stoppable` it checks before every likelihood evaluation and raises Stopped once asked (a
+    BaseException, so code catching the models' errors does not swallow it); outside, or when never
+    asked, it fits as ever."""
+    from cxlens.stopping import Stopped, checkpoint, stoppable
+
+    data = spend if model is GammaGamma else summary
+    asked, evaluations = [], []
+    real = model._log_likelihood
+
+    def counted(self: object, params: np.ndarray, d: dict) -> tuple[float, np.ndarray]:
+        evaluations.append(1)
+        return real(self, params, d)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model, "_log_likelihood", counted)
+        whole = model().fit(data).params_
+        n_whole = len(evaluations)
+        evaluations.clear()
+        with stoppable(lambda: (asked.append(1), len(asked) > 5)[1]), pytest.raises(Stopped):
+            try:
+                model().fit(data)
+            except Exception:  # noqa: BLE001 - what a caller reporting failed models would do
+                pytest.fail("Stopped was caught as an ordinary error")
+        assert len(evaluations) == 5 < n_whole  # the sixth evaluation was not made
+        evaluations.clear()
+        with stoppable(lambda: False):
+            again = model().fit(data).params_
+        assert len(evaluations) == n_whole and again == whole
+    checkpoint()  # outside stoppable: nothing to stop
+    with stoppable(lambda: True):
+        with stoppable(lambda: False):
+            checkpoint()  # the innermost block decides
+        with pytest.raises(Stopped):
+            checkpoint()

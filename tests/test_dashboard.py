@@ -380,6 +380,47 @@ def test_after_a_load_the_kept_queries_values_are_checked_before_a_reader_asks(d
         assert period == fresh[metric][0] and value == pytest.approx(fresh[metric][1], rel=1e-9, abs=1e-9), metric
 
 
+def test_the_check_after_a_load_gives_way_to_a_page(dashboard_env: dict, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page computed while the loader's process checks the kept queries' values (check_templates,
+    after a load) checks what it needs itself: the check does not start then, and starts no further
+    query once one starts (the one in progress is interrupted); the values it read are kept, and a
+    later check reads only the rest."""
+    import threading
+
+    from cxlens.semantic.sources import Context
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.state import default_keys
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._TEMPLATES.clear()
+    views._ANSWERS.clear()
+    keys = default_keys([], [])
+    assert views.prepare_templates(str(ws), keys) == keys
+    with Workspace.open(ws) as w:
+        w.sql("UPDATE orders SET revenue = revenue + 1 WHERE order_id = (SELECT min(order_id) FROM orders)")
+    read: list[str] = []
+    page = threading.Event()
+    real = Context.scalar
+
+    def spied(self: Context, name: str, compute: object) -> object:
+        read.append(name)
+        value = real(self, name, compute)  # type: ignore[arg-type]
+        if len(read) == 2:  # a page starts while the check runs; the check's stopper sees it
+            page.set()
+            time.sleep(0.2)
+        return value
+
+    monkeypatch.setattr(Context, "scalar", spied)
+    assert views.check_templates(str(ws), stop=lambda: True) == 0 and read == []
+    assert views.check_templates(str(ws), stop=page.is_set) == 0
+    assert len(read) == 2  # no query after the page started
+    before = set(read)
+    read.clear()
+    assert views.check_templates(str(ws)) > 10
+    assert read and not set(read) & before  # what was read before the stop is kept
+
+
 def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: dict, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """While a reader waits, a background batch stops the engine in the view it is computing and
@@ -451,6 +492,51 @@ def test_a_background_batch_stops_for_a_page_computed_beside_it(dashboard_env: d
         leave.set()
         reader.join(10)
     assert [v.page for v in views.build_views(str(ws), [("overview", Filters())], budget=60.0)] == ["overview"]
+
+
+def test_a_background_value_view_stops_inside_its_model_fits(dashboard_env: dict, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The value view fits CLV models: Python work with no query to interrupt (up to 0.5 s on the
+    demo, sharing the GIL with the page it was stopped for). Once a page is computed beside it, the
+    fit stops at its next likelihood evaluation and the view is dropped; computed again, it is whole."""
+    import threading
+
+    from cxlens.clv import BGNBD, GammaGamma, ParetoNBD
+    from cxlens.service import loadworker
+    from cxlens.service.dashboard import views
+    from cxlens.service.dashboard.filters import Filters
+
+    ws = _copy_workspace(dashboard_env, tmp_path)
+    views._ANSWERS.clear()
+    evaluations: list[str] = []
+    entered, leave = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with loadworker.computing():
+            entered.set()
+            leave.wait(60)
+
+    reader = threading.Thread(target=page)
+    for model in (BGNBD, ParetoNBD, GammaGamma):
+        def counted(self: object, params: object, data: object, real: object = model._log_likelihood) -> object:
+            evaluations.append(type(self).__name__)
+            if len(evaluations) == 3 and not entered.is_set():  # a page starts beside the fit; the stopper sees it
+                reader.start()
+                assert entered.wait(10)
+                time.sleep(0.3)
+            return real(self, params, data)  # type: ignore[operator]
+
+        monkeypatch.setattr(model, "_log_likelihood", counted)
+    try:
+        assert views.build_views(str(ws), [("value", Filters())], budget=60.0) == []
+    finally:
+        leave.set()
+        if reader.is_alive():
+            reader.join(10)
+    assert len(evaluations) == 3  # none after the page started
+    evaluations.clear()
+    again = views.build_views(str(ws), [("value", Filters())], budget=60.0)
+    assert [v.page for v in again] == ["value"] and len(evaluations) > 20  # the fits ran to their ends
 
 
 def test_a_page_is_computed_beside_a_load_from_the_data_before_it(dashboard_env: dict, tmp_path: Path) -> None:

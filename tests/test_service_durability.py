@@ -483,6 +483,76 @@ def test_loads_give_way_to_readers_only_so_long(tmp_path: Path, monkeypatch: pyt
     assert stored(ws, "held") == {f"held-{i}": 1 for i in range(30)}
 
 
+def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background work and a load may run beside a page (runtime.Access), but one started while a
+    page is being computed would be stopped, or give way, at once, its start-up paid by the page:
+    neither starts until the page is done. A read API call (not urgent) holds neither back."""
+    import cxlens.service.runtime as runtime_module
+    from cxlens.service import loadworker
+
+    ws = tmp_path / "ws.duckdb"
+    runtime = Runtime(ServiceSettings(workspace=ws, load_interval=0.1, key_ttl=0.1, load_process=False))
+
+    def hold(entered: threading.Event, leave: threading.Event, page: bool = True) -> threading.Thread:
+        def fn() -> None:
+            with loadworker.computing(urgent=page):
+                entered.set()
+                leave.wait(30)
+
+        thread = threading.Thread(target=lambda: runtime.run(fn, reader=True, urgent=page))
+        thread.start()
+        assert entered.wait(10)
+        return thread
+
+    entered, leave, ran = threading.Event(), threading.Event(), threading.Event()
+    page = hold(entered, leave)
+    background = threading.Thread(target=lambda: runtime.run(ran.set, background=True))
+    background.start()
+    assert not ran.wait(0.5)
+    leave.set()
+    page.join(10)
+    assert ran.wait(10)
+    background.join(10)
+    entered, leave, ran = threading.Event(), threading.Event(), threading.Event()
+    api = hold(entered, leave, page=False)
+    runtime.run(ran.set, background=True)  # beside a read API call: at once
+    assert ran.is_set()
+    leave.set()
+    api.join(10)
+
+    started: list[float] = []
+    real = runtime_module.flush
+
+    def spied(*args: object, **kwargs: object) -> LoadReport:
+        started.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "flush", spied)
+    runtime.start()
+    try:
+        deadline = time.monotonic() + 60
+        while runtime.last_load is None and time.monotonic() < deadline:  # the start-up load
+            time.sleep(0.05)
+        # The loader's key refresh (EXCLUSIVE) would wait for the page, and the loader with it,
+        # whatever it does about loads: not what this checks.
+        monkeypatch.setattr(runtime, "refresh_keys", lambda wait=-1: None)
+        entered, leave = threading.Event(), threading.Event()
+        page = hold(entered, leave)
+        runtime.spool.append(events("beside", 10), "http")
+        held = time.monotonic()
+        time.sleep(1.0)  # ten load intervals
+        released = time.monotonic()
+        leave.set()
+        page.join(10)
+        while runtime.spool.quick_backlog() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runtime.stop()
+    assert not [t for t in started if held < t < released]
+    assert [t for t in started if t >= released]
+    assert stored(ws, "beside") == {f"beside-{i}": 1 for i in range(10)}
+
+
 def test_concurrent_appends_share_commits_and_each_id_is_accepted_once(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "ws.duckdb.spool")
     answers: list[Appended] = []

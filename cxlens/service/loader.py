@@ -17,6 +17,7 @@ from typing import Any, ContextManager, Protocol
 
 from cxlens.service.spool import Spool
 from cxlens.service.stopper import Stopper
+from cxlens.stopping import Stopped
 from cxlens.workspace import Workspace
 
 
@@ -106,7 +107,7 @@ def load_batch(workspace: Path, spool: Spool, limit: int, threads: int | None = 
                             build_profiles(ws)
                             pause()
                         refresh_sessions(ws)
-                    except Exception:
+                    except (Exception, Stopped):
                         if stopper.fired:
                             raise GaveWay() from None
                         raise

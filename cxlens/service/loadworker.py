@@ -134,7 +134,8 @@ def _flush(workspace: str, kwargs: dict[str, Any]) -> LoadReport:
         from cxlens.service.dashboard.views import check_templates
 
         try:
-            check_templates(workspace)  # the next reader's first page at this data version then need not
+            # The next reader's first page at this data version then need not; one computed now checks for itself.
+            check_templates(workspace, stop=reader_computing)
         except Exception:  # noqa: BLE001 - the load is committed; a page that needs the checks makes them itself
             pass
     return report

@@ -112,7 +112,11 @@ class Runtime:
         self._worker: Any = None
         self._urgent = 0
         self._readers = 0
+        self._pages = 0
+        """Urgent reads (pages someone waits for) waiting or in progress: background work does not
+        start beside one (it would be stopped at once, its start-up cost taken from the page)."""
         self._urgent_lock = threading.Lock()
+        self._pages_done = threading.Condition(self._urgent_lock)
         self.writes = 0
         """How many callers of `workspace()` changed the file (survey answers, admin changes): the
         dashboard's surveys page counts on it to show an answer at once."""
@@ -173,22 +177,42 @@ class Runtime:
         when there is one, so its Python work never holds the GIL the requests need.
 
         `background` work (the dashboard's refresh; it only reads) starts only when no load or
-        caller in the server's process has the workspace and no foreground caller of `run` is
-        waiting for it; it gives up with WorkspaceError once `cancel` is set. A `reader` (fn only
-        reads: a page or a read API call) runs alongside a load or background work (see Access);
-        `urgent` readers (someone waits for a page) make either stop for them."""
+        caller in the server's process has the workspace, no foreground caller of `run` is
+        waiting for it and no page is being computed (one started beside a page would be stopped
+        at once, its start-up paid by the page); it gives up with WorkspaceError once `cancel` is
+        set. A `reader` (fn only reads: a page or a read API call) runs alongside a load or
+        background work (see Access); `urgent` readers (someone waits for a page) make either stop
+        for them."""
         mode = BACKGROUND if background else READ if reader else EXCLUSIVE
         if background:
             while True:
                 if (cancel is not None and cancel.is_set()) or self._stop.is_set():
                     raise WorkspaceError("The service is stopping.")
-                if self._urgent == 0 and self.access.acquire(BACKGROUND, IDLE_WAIT_SECONDS):
-                    if self._urgent == 0:
+                if self._quiet() and self.access.acquire(BACKGROUND, IDLE_WAIT_SECONDS):
+                    if self._quiet():
                         break
                     self.access.release(BACKGROUND)
                 time.sleep(IDLE_WAIT_SECONDS)
-        else:
+            return self._call(BACKGROUND, fn, args)
+        if not (reader and urgent):
             self._acquire(mode, urgent=urgent)
+            return self._call(mode, fn, args)
+        with self._urgent_lock:
+            self._pages += 1
+        try:
+            self._acquire(mode, urgent=urgent)
+            return self._call(mode, fn, args)
+        finally:
+            with self._urgent_lock:
+                self._pages -= 1
+                self._pages_done.notify_all()
+
+    def _quiet(self) -> bool:
+        """Whether background work may start: nobody waits for the workspace, no page is computed."""
+        return self._urgent == 0 and self._pages == 0
+
+    def _call(self, mode: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """`fn(*args)` where it runs (see `run`), then `mode` released."""
         try:
             if self._worker is not None:
                 return self._worker.call(fn, *args)
@@ -232,14 +256,22 @@ class Runtime:
                     profiles = first or time.monotonic() - profiles_at >= self.settings.profiles_every
                     # A load gives way to a reader's page computed beside it, for GIVE_WAY_SECONDS
                     # at most, so a stream of readers cannot hold the events back for long; after
-                    # that it only pauses between its steps while a page is being computed.
+                    # that it only pauses between its steps while a page is being computed. Within
+                    # that time it does not start while a page is computed: it would give way at
+                    # once, its start (reading the spool, opening the workspace) paid by the page.
+                    if not first and self._pages:
+                        gave_way = gave_way or time.monotonic()
+                        with self._pages_done:
+                            self._pages_done.wait_for(lambda: self._pages == 0,
+                                                      max(0.0, gave_way + GIVE_WAY_SECONDS - time.monotonic()))
                     held_back = time.monotonic() - gave_way if gave_way else 0.0
+                    give_way = not first and held_back <= GIVE_WAY_SECONDS
                     self._acquire(LOAD)
                     try:
                         self.last_load = self._flush(batch=self.settings.load_batch, max_batches=None if first else 1,
                                                      threads=self.settings.load_threads, profiles=profiles,
                                                      readers=PageReaders(),
-                                                     give_way=not first and held_back <= GIVE_WAY_SECONDS)
+                                                     give_way=give_way)
                         gave_way = 0.0
                     except GaveWay:
                         gave_way = gave_way or time.monotonic()

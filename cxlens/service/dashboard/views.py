@@ -144,6 +144,7 @@ def _build(path: Path, keys: list[tuple[str, Filters]], writes: int, budget: flo
     from cxlens.service.dashboard.compute import BatchMeasurer
     from cxlens.service.loadworker import reader_computing, reader_waiting, someone_waiting
     from cxlens.service.stopper import Stopper
+    from cxlens.stopping import Stopped
     from cxlens.workspace import Workspace
 
     stamp = data_stamp(path)  # read once no load may commit before the page is done (see build_views)
@@ -162,7 +163,7 @@ def _build(path: Path, keys: list[tuple[str, Filters]], writes: int, budget: flo
                 context = {"filters": f, "segments": catalog.segments, **compute_page(ws, catalog, f, measurer)}
                 html = env.get_template(template).render(pii=False, **context)
                 html_pii = env.get_template(template).render(pii=True, **context) if page in LIVE else None
-            except Exception:
+            except (Exception, Stopped):
                 if stopper.fired:
                     break  # stopped for a reader: computed again by a later batch
                 raise
@@ -239,20 +240,30 @@ def _templates(path: Path, stamp: Stamp) -> Templates:
     return templates
 
 
-def check_templates(workspace: str) -> int:
+def check_templates(workspace: str, stop: Callable[[], bool] | None = None) -> int:
     """In the process that computes pages, right after a load changed the data: check the values
     the kept date-range queries were built with against the new data version (Templates.check),
-    which the first page at that version would otherwise do while its reader waits. How many hold."""
+    which the first page at that version would otherwise do while its reader waits. How many hold.
+    Once `stop()` holds (a reader's page is being computed beside it, and checks for itself) it
+    stops, what it checked so far kept."""
     from cxlens.semantic import Measurer
+    from cxlens.service.stopper import Stopper
+    from cxlens.stopping import Stopped
     from cxlens.workspace import Workspace
 
     path = Path(workspace)
-    if path not in _TEMPLATES:
+    if path not in _TEMPLATES or (stop is not None and stop()):
         return 0
     stamp = data_stamp(path)
-    with Workspace.open(path) as ws, Measurer(ws, _catalog(path), templates=_templates(path, stamp)) as measurer:
+    with (Workspace.open(path) as ws, Measurer(ws, _catalog(path), templates=_templates(path, stamp)) as measurer,
+          Stopper(ws.backend, stop) as stopper):
         assert measurer.templates is not None
-        return measurer.templates.check(measurer.context)
+        try:
+            return measurer.templates.check(measurer.context)
+        except (Exception, Stopped):
+            if stopper.fired:
+                return 0
+            raise
 
 
 def order_channels(workspace: str, limit: int = CHANNELS) -> list[str]:
