@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -386,8 +387,6 @@ def test_the_check_after_a_load_gives_way_to_a_page(dashboard_env: dict, tmp_pat
     after a load) checks what it needs itself: the check does not start then, and starts no further
     query once one starts (the one in progress is interrupted); the values it read are kept, and a
     later check reads only the rest."""
-    import threading
-
     from cxlens.semantic.sources import Context
     from cxlens.service.dashboard import views
     from cxlens.service.dashboard.state import default_keys
@@ -427,8 +426,6 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
     keeps nothing of that view; a reader's own computation is never stopped, nor is the view in
     progress when a load waits (the batch starts no further one); afterwards the same batch
     computes views equal to a fresh computation (the stopped queries left nothing behind)."""
-    import threading
-
     from cxlens.service import loadworker
     from cxlens.service.dashboard import views
     from cxlens.service.dashboard.filters import Filters
@@ -468,22 +465,13 @@ def test_a_background_batch_stops_at_once_for_a_waiting_reader(dashboard_env: di
 def test_a_background_batch_stops_for_a_page_computed_beside_it(dashboard_env: dict, tmp_path: Path) -> None:
     """A reader's page may run beside background work (runtime.Access): while it is computed, the
     background view's queries are interrupted and the view is dropped, so the page has the cores."""
-    import threading
-
-    from cxlens.service import loadworker
     from cxlens.service.dashboard import views
     from cxlens.service.dashboard.filters import Filters
 
     ws = _copy_workspace(dashboard_env, tmp_path)
     views._ANSWERS.clear()
     entered, leave = threading.Event(), threading.Event()
-
-    def page() -> None:
-        with loadworker.computing():
-            entered.set()
-            leave.wait(60)
-
-    reader = threading.Thread(target=page)
+    reader = _page_beside(entered, leave)
     reader.start()
     try:
         assert entered.wait(10)
@@ -499,10 +487,7 @@ def test_a_background_value_view_stops_inside_its_model_fits(dashboard_env: dict
     """The value view fits CLV models: Python work with no query to interrupt (up to 0.5 s on the
     demo, sharing the GIL with the page it was stopped for). Once a page is computed beside it, the
     fit stops at its next likelihood evaluation and the view is dropped; computed again, it is whole."""
-    import threading
-
     from cxlens.clv import BGNBD, GammaGamma, ParetoNBD
-    from cxlens.service import loadworker
     from cxlens.service.dashboard import views
     from cxlens.service.dashboard.filters import Filters
 
@@ -510,13 +495,7 @@ def test_a_background_value_view_stops_inside_its_model_fits(dashboard_env: dict
     views._ANSWERS.clear()
     evaluations: list[str] = []
     entered, leave = threading.Event(), threading.Event()
-
-    def page() -> None:
-        with loadworker.computing():
-            entered.set()
-            leave.wait(60)
-
-    reader = threading.Thread(target=page)
+    reader = _page_beside(entered, leave)
     for model in (BGNBD, ParetoNBD, GammaGamma):
         def counted(self: object, params: object, data: object, real: object = model._log_likelihood) -> object:
             evaluations.append(type(self).__name__)
@@ -543,8 +522,6 @@ def test_a_page_is_computed_beside_a_load_from_the_data_before_it(dashboard_env:
     """In one process (the loader's child) a page computed while a load's transaction is open
     neither waits for it nor sees part of it: its numbers are the data before the load, as pandas
     computes them; once the load commits, the next computation has the new numbers."""
-    import threading
-
     from cxlens.service.dashboard import views
     from cxlens.service.dashboard.filters import Filters
 
@@ -582,6 +559,19 @@ def test_a_page_is_computed_beside_a_load_from_the_data_before_it(dashboard_env:
     views._ANSWERS.clear()
     after = tiles(views.build_view(str(ws), "overview", Filters()).html)["revenue"]
     assert after == (period, pytest.approx(before + 1000.0))
+
+
+def _page_beside(entered: threading.Event, leave: threading.Event) -> threading.Thread:
+    """A thread that, once started, is a reader's page being computed in this process (as
+    loadworker.computing counts them) from `entered` until `leave`."""
+    from cxlens.service import loadworker
+
+    def page() -> None:
+        with loadworker.computing():
+            entered.set()
+            leave.wait(60)
+
+    return threading.Thread(target=page)
 
 
 def _copy_workspace(env: dict, root: Path) -> Path:
