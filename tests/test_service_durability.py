@@ -220,7 +220,6 @@ def test_a_reader_and_a_load_share_the_workspace_and_everyone_else_waits_for_bot
         assert not access.acquire(EXCLUSIVE, 0.05)
         access.release(LOAD)
         assert not access.acquire(EXCLUSIVE, 0.05)  # the reader still works
-        assert access.wait_released(LOAD, 0) and not access.wait_released(READ, 0.05)
         got: list[float] = []
         waiter = threading.Thread(target=lambda: got.append(time.monotonic()) if access.acquire(EXCLUSIVE) else None)
         waiter.start()
@@ -487,25 +486,10 @@ def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, mo
     """Background work and a load may run beside a page (runtime.Access), but one started while a
     page is being computed would be stopped, or give way, at once, its start-up paid by the page:
     neither starts until the page is done. A read API call (not urgent) holds neither back."""
-    import cxlens.service.runtime as runtime_module
-    from cxlens.service import loadworker
-
     ws = tmp_path / "ws.duckdb"
     runtime = Runtime(ServiceSettings(workspace=ws, load_interval=0.1, key_ttl=0.1, load_process=False))
-
-    def hold(entered: threading.Event, leave: threading.Event, page: bool = True) -> threading.Thread:
-        def fn() -> None:
-            with loadworker.computing(urgent=page):
-                entered.set()
-                leave.wait(30)
-
-        thread = threading.Thread(target=lambda: runtime.run(fn, reader=True, urgent=page))
-        thread.start()
-        assert entered.wait(10)
-        return thread
-
     entered, leave, ran = threading.Event(), threading.Event(), threading.Event()
-    page = hold(entered, leave)
+    page = _hold(runtime, entered, leave)
     background = threading.Thread(target=lambda: runtime.run(ran.set, background=True))
     background.start()
     assert not ran.wait(0.5)
@@ -514,11 +498,54 @@ def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, mo
     assert ran.wait(10)
     background.join(10)
     entered, leave, ran = threading.Event(), threading.Event(), threading.Event()
-    api = hold(entered, leave, page=False)
+    api = _hold(runtime, entered, leave, page=False)
     runtime.run(ran.set, background=True)  # beside a read API call: at once
     assert ran.is_set()
     leave.set()
     api.join(10)
+
+    held, released, started = _loads_beside_a_page(runtime, monkeypatch, "beside", 1.0)  # ten load intervals
+    assert not [t for t in started if held < t < released]
+    assert [t for t in started if t >= released]
+    assert stored(ws, "beside") == {f"beside-{i}": 1 for i in range(10)}
+
+
+def test_a_page_holds_loads_back_only_so_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time a load waits for a page to be done counts against GIVE_WAY_SECONDS: a page that
+    takes longer cannot hold events back longer; the load then starts beside it (and pauses
+    between its steps while the page is computed)."""
+    import cxlens.service.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "GIVE_WAY_SECONDS", 0.5)
+    ws = tmp_path / "ws.duckdb"
+    runtime = Runtime(ServiceSettings(workspace=ws, load_interval=0.1, key_ttl=0.1, load_process=False))
+    held, released, started = _loads_beside_a_page(runtime, monkeypatch, "long", 2.0)
+    beside = [t - held for t in started if held < t < released]
+    assert beside and 0.4 <= beside[0] < 1.5
+    assert stored(ws, "long") == {f"long-{i}": 1 for i in range(10)}
+
+
+def _hold(runtime: Runtime, entered: threading.Event, leave: threading.Event, page: bool = True) -> threading.Thread:
+    """A thread reading through `runtime.run` from `entered` until `leave`: a dashboard page being
+    computed (loadworker.computing), or a read API call with `page` False."""
+    from cxlens.service import loadworker
+
+    def fn() -> None:
+        with loadworker.computing(urgent=page):
+            entered.set()
+            leave.wait(30)
+
+    thread = threading.Thread(target=lambda: runtime.run(fn, reader=True, urgent=page))
+    thread.start()
+    assert entered.wait(10)
+    return thread
+
+
+def _loads_beside_a_page(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, prefix: str,
+                         seconds: float) -> tuple[float, float, list[float]]:
+    """Start the runtime's loader, then hold a page for `seconds` while 10 events wait in the spool,
+    until they are loaded; (when the page began, when it ended, when each flush began)."""
+    import cxlens.service.runtime as runtime_module
 
     started: list[float] = []
     real = runtime_module.flush
@@ -537,10 +564,10 @@ def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, mo
         # whatever it does about loads: not what this checks.
         monkeypatch.setattr(runtime, "refresh_keys", lambda wait=-1: None)
         entered, leave = threading.Event(), threading.Event()
-        page = hold(entered, leave)
-        runtime.spool.append(events("beside", 10), "http")
+        page = _hold(runtime, entered, leave)
+        runtime.spool.append(events(prefix, 10), "http")
         held = time.monotonic()
-        time.sleep(1.0)  # ten load intervals
+        time.sleep(seconds)
         released = time.monotonic()
         leave.set()
         page.join(10)
@@ -548,9 +575,7 @@ def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, mo
             time.sleep(0.05)
     finally:
         runtime.stop()
-    assert not [t for t in started if held < t < released]
-    assert [t for t in started if t >= released]
-    assert stored(ws, "beside") == {f"beside-{i}": 1 for i in range(10)}
+    return held, released, started
 
 
 def test_concurrent_appends_share_commits_and_each_id_is_accepted_once(tmp_path: Path) -> None:

@@ -38,9 +38,6 @@ GIVE_WAY_SECONDS = 15.0
 """How long loads keep giving way to readers' pages computed beside them (see loader.load_batch)
 before one runs to its end, pausing between its steps for readers meanwhile."""
 
-READERS_WAIT_SECONDS = 30.0
-"""How long a load that gave way waits for the reader's page before it tries again anyway."""
-
 MISS_REFRESH_SECONDS = 1.0
 """At most one key reload per second is triggered by unknown keys, so guessing keys cannot keep
 the workspace busy."""
@@ -88,11 +85,6 @@ class Access:
 
     def held(self, mode: str) -> int:
         return self._held[mode]
-
-    def wait_released(self, mode: str, timeout: float) -> bool:
-        """Wait until nobody holds `mode` (up to `timeout` s); whether that happened."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._held[mode] == 0, timeout)
 
 
 class Runtime:
@@ -194,14 +186,20 @@ class Runtime:
                     self.access.release(BACKGROUND)
                 time.sleep(IDLE_WAIT_SECONDS)
             return self._call(BACKGROUND, fn, args)
-        if not (reader and urgent):
+        with self._page(reader and urgent):
             self._acquire(mode, urgent=urgent)
             return self._call(mode, fn, args)
+
+    @contextmanager
+    def _page(self, page: bool) -> Iterator[None]:
+        """Counts an urgent read (a page someone waits for) while it waits and runs (`_pages`)."""
+        if not page:
+            yield
+            return
         with self._urgent_lock:
             self._pages += 1
         try:
-            self._acquire(mode, urgent=urgent)
-            return self._call(mode, fn, args)
+            yield
         finally:
             with self._urgent_lock:
                 self._pages -= 1
@@ -278,8 +276,7 @@ class Runtime:
                         log.info("a load gave way to a dashboard reader; loaded again once the reader is served")
                     finally:
                         self.access.release(LOAD)
-                    if gave_way:  # loaded again once the reader's page is done
-                        self.access.wait_released(READ, READERS_WAIT_SECONDS)
+                    if gave_way:  # loaded again once the reader's page is done (above)
                         continue
                     next_load = time.monotonic() + self._pause_after(self.last_load)
                     if self.last_load.batches and (profiles or self.last_load.backlog == 0):
