@@ -489,7 +489,7 @@ def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, mo
     ws = tmp_path / "ws.duckdb"
     runtime = Runtime(ServiceSettings(workspace=ws, load_interval=0.1, key_ttl=0.1, load_process=False))
     entered, leave, ran = threading.Event(), threading.Event(), threading.Event()
-    page = _hold(runtime, entered, leave)
+    page = _reading(runtime, entered, leave)
     background = threading.Thread(target=lambda: runtime.run(ran.set, background=True))
     background.start()
     assert not ran.wait(0.5)
@@ -498,7 +498,7 @@ def test_background_work_and_loads_do_not_start_beside_a_page(tmp_path: Path, mo
     assert ran.wait(10)
     background.join(10)
     entered, leave, ran = threading.Event(), threading.Event(), threading.Event()
-    api = _hold(runtime, entered, leave, page=False)
+    api = _reading(runtime, entered, leave, page=False)
     runtime.run(ran.set, background=True)  # beside a read API call: at once
     assert ran.is_set()
     leave.set()
@@ -525,7 +525,7 @@ def test_a_page_holds_loads_back_only_so_long(tmp_path: Path, monkeypatch: pytes
     assert stored(ws, "long") == {f"long-{i}": 1 for i in range(10)}
 
 
-def _hold(runtime: Runtime, entered: threading.Event, leave: threading.Event, page: bool = True) -> threading.Thread:
+def _reading(runtime: Runtime, entered: threading.Event, leave: threading.Event, page: bool = True) -> threading.Thread:
     """A thread reading through `runtime.run` from `entered` until `leave`: a dashboard page being
     computed (loadworker.computing), or a read API call with `page` False."""
     from cxlens.service import loadworker
@@ -564,7 +564,7 @@ def _loads_beside_a_page(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, pref
         # whatever it does about loads: not what this checks.
         monkeypatch.setattr(runtime, "refresh_keys", lambda wait=-1: None)
         entered, leave = threading.Event(), threading.Event()
-        page = _hold(runtime, entered, leave)
+        page = _reading(runtime, entered, leave)
         runtime.spool.append(events(prefix, 10), "http")
         held = time.monotonic()
         time.sleep(seconds)
